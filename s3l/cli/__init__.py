@@ -1,0 +1,42 @@
+"""The ``s3l`` command line. It only parses: each command builds a config and calls one library function.
+
+Heavy imports (torch) happen inside commands so ``s3l --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from s3l.cli.common import console_err
+from s3l.errors import S3LError
+
+app = typer.Typer(
+    name="s3l",
+    help="Self-supervised speech representation learning: wav2vec 2.0 and HuBERT, from audio to WER.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _register() -> None:
+    from s3l.cli.prep import prep_app
+
+    app.add_typer(prep_app, name="prep")
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except S3LError as e:
+        console_err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console_err.print("[red]interrupted[/]")
+        sys.exit(130)
