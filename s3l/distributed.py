@@ -1,0 +1,150 @@
+"""The one launcher every multi-process command shares (pretrain, finetune, cluster, decode).
+
+``--nproc N`` (N > 1) re-executes the same command line under ``torch.distributed.run`` (torchrun's own
+entry point), with ``--nproc`` removed, so a run started by s3l and one started by hand with
+``torchrun --nproc-per-node N -m s3l ...`` (or a multi-node rendezvous) take exactly the same code path.
+Inside a worker, :func:`init` joins the process group: NCCL on CUDA, gloo on CPU. With one process there is
+no process group and every collective below is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from s3l.errors import S3LError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: str  # "cpu" or "cuda:N"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def in_worker() -> bool:
+    """True inside a process started by torch.distributed.run."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def maybe_relaunch(nproc: int, argv: list[str] | None = None) -> None:
+    """If ``nproc > 1`` and this is not already a worker, run ``argv`` under torch.distributed.run and exit."""
+    if nproc < 1:
+        raise S3LError(f"--nproc must be at least 1, got {nproc}")
+    if nproc == 1 or in_worker():
+        return
+    from torch.distributed import run as torchrun
+
+    args = _strip_nproc(list(sys.argv[1:] if argv is None else argv))
+    torch_args = ["--standalone", f"--nproc-per-node={nproc}", "-m", "s3l", *args]
+    try:
+        torchrun.main(torch_args)
+    except SystemExit as e:
+        sys.exit(e.code)
+    except Exception as e:  # ChildFailedError: the worker already printed its own one-line error
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise S3LError(f"a worker process failed: {first}") from None
+    sys.exit(0)
+
+
+def _strip_nproc(args: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+def init(device: str = "auto") -> DistInfo:
+    """Join the process group if started by torchrun; pick the device (``auto``: CUDA if present)."""
+    import torch
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise S3LError("--device cuda requested but no CUDA device is available")
+        device = f"cuda:{local}" if device == "cuda" else device
+        torch.cuda.set_device(torch.device(device))
+    elif device != "cpu":
+        raise S3LError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(values: list[float], device: str = "cpu") -> list[float]:
+    """Sum a list of floats over all processes (identity with one process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Send a picklable object from ``src`` to every process (identity with one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every process's ``obj``, in rank order, on every process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard(n: int, rank: int, world: int) -> range:
+    """Contiguous slice of ``range(n)`` for one process (sizes differ by at most one)."""
+    start = n * rank // world
+    return range(start, n * (rank + 1) // world)
