@@ -1,0 +1,66 @@
+"""``s3l prep lm``: a modified Kneser-Ney n-gram language model (ARPA) from a text file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from s3l.cli.common import console, csv_list
+from s3l.errors import S3LError
+
+
+def lm(
+    text: Path = typer.Argument(..., help="Training text, one sentence per line (normalised like .wrd)."),
+    order: int = typer.Option(4, "--order", "-o", help="n-gram order."),
+    out: Path = typer.Option(..., "--out", help="ARPA file to write (loads in kenlm and pyctcdecode)."),
+    discount_fallback: str | None = typer.Option(
+        None, "--discount-fallback",
+        help="Discounts D1,D2,D3+ for orders whose closed-form estimate fails on small or artificial text "
+             "(lmplz's --discount_fallback; its default is 0.5,1,1.5). Without it such text is an error.",
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+) -> None:
+    """Estimate an interpolated modified Kneser-Ney LM like KenLM's lmplz, for text that fits in memory."""
+    from rich.table import Table
+
+    from s3l.fileio import atomic_write_text, check_overwrite
+    from s3l.lm import LMConfig, build_lm
+
+    if json_out is not None:
+        check_overwrite([json_out], force)
+    cfg = LMConfig(text=text, out=out, order=order, discount_fallback=_parse_fallback(discount_fallback),
+                   force=force)
+    summary = build_lm(cfg)
+    table = Table(title=f"{out}: {summary['order']}-gram modified Kneser-Ney")
+    for col in ("order", "n-grams", "D1", "D2", "D3+", "discounts"):
+        table.add_column(col, justify="right")
+    for n, (count, d, fb) in enumerate(zip(summary["ngrams"], summary["discounts"], summary["fallback"]), start=1):
+        table.add_row(str(n), str(count), *(f"{x:.3f}" for x in d), "fallback" if fb else "closed form")
+    console.print(table)
+    console.print(
+        f"{summary['sentences']} sentences, {summary['tokens']} tokens, {summary['vocab']} words"
+        f" ({summary['empty_lines_skipped']} empty lines skipped); training perplexity "
+        f"{summary['train_perplexity']:.2f}"
+    )
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(summary, indent=2) + "\n")
+
+
+def _parse_fallback(value: str | None) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    items = csv_list(value.replace(" ", ","))
+    try:
+        nums = [float(x) for x in items]
+    except ValueError:
+        raise S3LError(f"--discount-fallback: expected up to three numbers like 0.5,1,1.5, got {value!r}") from None
+    if not 1 <= len(nums) <= 3:
+        raise S3LError(f"--discount-fallback: expected one to three discounts, got {len(nums)}")
+    nums += [nums[-1]] * (3 - len(nums))  # lmplz repeats the last value
+    for k, d in enumerate(nums, start=1):
+        if not 0.0 <= d <= k:
+            raise S3LError(f"--discount-fallback: D{k} = {d} is outside [0, {k}]")
+    return (nums[0], nums[1], nums[2])
