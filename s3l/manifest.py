@@ -258,3 +258,8 @@ def _read_text_lines(path: Path) -> list[str]:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
         raise S3LError(f"{path}:{line}: not valid UTF-8") from None
     return text.splitlines()
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """Lines of a UTF-8 text file; invalid UTF-8 is an :class:`S3LError` naming the file and line."""
+    return _read_text_lines(Path(path))
