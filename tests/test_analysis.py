@@ -135,18 +135,36 @@ def test_rate_alignment_non_integer_ratio_uses_lcm():
     assert u.tolist() == [1, 1, 1, 2, 2, 2] and p.tolist() == ["a", "a", "b", "b", "c", "c"]
 
 
-def test_one_frame_tolerance():
+def test_length_tolerance():
+    # default 20 ms: two frames at 100 Hz (the MFCC window's shortfall), one 50 Hz frame (the encoder's)
     same = RateAlignment(unit_rate=100, phone_rate=100)
+    assert same.tolerance == 2
     u, p = align_pair(np.array([1, 2, 3]), np.array(list("abcd")), same)  # one frame longer: trimmed
     assert u.tolist() == [1, 2, 3] and p.tolist() == list("abc")
-    assert align_pair(np.array([1, 2, 3]), np.array(list("abcde")), same) is None  # two frames: refused
-    half = RateAlignment(unit_rate=50, phone_rate=100)  # one 50 Hz frame = two 100 Hz frames
+    u, p = align_pair(np.array([1, 2, 3]), np.array(list("abcde")), same)  # two frames: trimmed
+    assert len(u) == len(p) == 3
+    assert align_pair(np.array([1, 2, 3]), np.array(list("abcdef")), same) is None  # three frames: refused
+    half = RateAlignment(unit_rate=50, phone_rate=100)
     u, p = align_pair(np.array([1, 2, 3]), np.array(list("abcdefgh")), half)  # 6 vs 8
     assert len(u) == len(p) == 6
     assert align_pair(np.array([1, 2, 3]), np.array(list("abcdefghi")), half) is None  # 6 vs 9
     # the unit stream may also be the longer one
     u, p = align_pair(np.array([1, 2, 3, 4]), np.array(list("abcdef")), half)  # 8 vs 6
     assert u.tolist() == [1, 1, 2, 2, 3, 3]
+    # a one-frame tolerance at 100 Hz when asked for 10 ms
+    strict = RateAlignment(unit_rate=100, phone_rate=100, max_diff_ms=10)
+    assert strict.tolerance == 1
+    assert align_pair(np.array([1, 2, 3]), np.array(list("abcde")), strict) is None
+
+
+def test_tolerance_covers_real_extractor_lengths():
+    # Kaldi MFCC (snip_edges) and conv-encoder frame counts against num_samples // 160 phone frames
+    mfcc = RateAlignment(unit_rate=100, phone_rate=100)
+    layer = RateAlignment(unit_rate=50, phone_rate=100)
+    for n in range(400, 400 + 3 * 320):
+        phones = np.zeros(n // 160, dtype=np.int64)
+        assert align_pair(np.zeros(1 + (n - 400) // 160, dtype=np.int64), phones, mfcc) is not None, n
+        assert align_pair(np.zeros(1 + (n - 400) // 320, dtype=np.int64), phones, layer) is not None, n
 
 
 def test_bad_rates():
@@ -169,7 +187,7 @@ def _write(path, lines):
 
 def test_count_files_and_skip(tmp_path):
     km = _write(tmp_path / "dev.km", ["0 1", "1 1 2", "2"])
-    phn = _write(tmp_path / "dev.phn", ["a a b b", "b b b b c", "c c c c c"])  # line 3: 2 vs 5 frames
+    phn = _write(tmp_path / "dev.phn", ["a a b b", "b b b b c", "c c c c c"])  # line 3: 2 vs 5 frames > 20 ms
     r = RateAlignment(unit_rate=50, phone_rate=100)
     with pytest.raises(S3LError, match=r"dev\.km:3: .*dev\.phn:3"):
         count_files(km, phn, r)
@@ -200,7 +218,7 @@ def test_count_files_errors(tmp_path):
         count_files(neg, phn, r)
     far = _write(tmp_path / "f.km", ["0"])
     with pytest.raises(S3LError, match="no frames to analyse"):
-        count_files(far, _write(tmp_path / "f.phn", ["a b c"]), r, skip_mismatch=True)
+        count_files(far, _write(tmp_path / "f.phn", ["a b c d"]), r, skip_mismatch=True)
 
 
 # ---------------------------------------------------------------------------------------------- command

@@ -6,11 +6,12 @@ only the slower stream: 50 Hz units against 100 Hz phones repeat each unit twice
 100 Hz units against 50 Hz phones repeat each phone twice; equal rates repeat nothing. Frame ``t`` at rate
 ``R`` then covers the same span of audio in both streams, because every label file starts at sample 0.
 
-Length rule. Encoders lose frames at the end (a 400-sample receptive field, ``num_samples // 160`` phone frames
-against ``(num_samples - 400) // 320 + 1`` 50 Hz encoder frames), so after repetition the two lengths may differ
-by up to ``max_diff`` frames *of the slower stream* (default 1, i.e. ``max_diff * R / min(rates)`` frames at
-rate ``R``): the longer stream is then cut at the end to the shorter. A larger difference is an error naming the
-line of both files, or, with ``skip_mismatch``, the utterance is left out and counted.
+Length rule. Label files lose frames at the end to the feature window: Kaldi MFCCs (25 ms window, snip_edges)
+give ``1 + (n - 400) // 160`` frames and the conv encoder ``1 + (n - 400) // 320`` at 50 Hz, against
+``n // 160`` phone frames for ``n`` samples — up to 20 ms short in both cases. So after repetition the lengths may
+differ by up to ``max_diff_ms`` (default 20 ms, i.e. ``floor(max_diff_ms * R / 1000)`` frames at rate ``R``:
+two 100 Hz frames, one 50 Hz frame); the longer stream is then cut at the end to the shorter. A larger difference
+is an error naming the line of both files, or, with ``skip_mismatch``, the utterance is left out and counted.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ from s3l.manifest import _read_text_lines
 class RateAlignment:
     unit_rate: int  # Hz
     phone_rate: int  # Hz
-    max_diff: int = 1  # tolerated length difference, in frames of the slower stream
+    max_diff_ms: float = 20.0  # tolerated length difference after repetition, in milliseconds
 
     def __post_init__(self) -> None:
         for name, v in (("unit rate", self.unit_rate), ("phone rate", self.phone_rate)):
             if not isinstance(v, int) or v <= 0:
                 raise S3LError(f"the {name} must be a positive whole number of Hz, got {v!r}")
-        if self.max_diff < 0:
-            raise S3LError(f"the tolerated frame difference must be >= 0, got {self.max_diff}")
+        if not self.max_diff_ms >= 0:
+            raise S3LError(f"the tolerated length difference must be >= 0 ms, got {self.max_diff_ms}")
 
     @property
     def common_rate(self) -> int:
@@ -56,7 +57,7 @@ class RateAlignment:
     @property
     def tolerance(self) -> int:
         """Largest length difference (in frames at the common rate) that is trimmed rather than refused."""
-        return self.max_diff * self.common_rate // min(self.unit_rate, self.phone_rate)
+        return int(math.floor(self.max_diff_ms * self.common_rate / 1000 + 1e-9))
 
     def describe(self) -> str:
         return (

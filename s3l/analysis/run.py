@@ -40,7 +40,7 @@ class AnalyzeConfig:
     phones: Path | None = None  # the .phn file (for --layers/--codes: default DATA/SPLIT.phn)
     unit_rate: int | None = None  # Hz; None = the rate recorded by `s3l cluster` beside the .km, else 50
     phone_rate: int = DEFAULT_PHONE_RATE  # Hz
-    max_diff: int = 1  # tolerated length difference, in frames of the slower stream (see align.py)
+    max_diff_ms: float = 20.0  # tolerated per-utterance length difference after rate alignment (see align.py)
     skip_mismatch: bool = False  # leave out (and count) utterances beyond the tolerance instead of failing
     layers: bool = False  # layer sweep of `checkpoint` over `split`
     codes: bool = False  # quantizer codes of a contrastive `checkpoint` over `split`
@@ -90,7 +90,7 @@ def analyze_units(cfg: AnalyzeConfig) -> dict[str, Any]:
 def analyze_unit_file(cfg: AnalyzeConfig) -> dict[str, Any]:
     assert cfg.units is not None and cfg.phones is not None
     unit_rate, rate_source = resolve_unit_rate(cfg.units, cfg.unit_rate)
-    rates = RateAlignment(unit_rate=unit_rate, phone_rate=cfg.phone_rate, max_diff=cfg.max_diff)
+    rates = RateAlignment(unit_rate=unit_rate, phone_rate=cfg.phone_rate, max_diff_ms=cfg.max_diff_ms)
     joint = count_files(cfg.units, cfg.phones, rates, skip_mismatch=cfg.skip_mismatch)
     num_units = _dictionary_size(cfg.units)
     report = unit_report(joint, rates, num_units=num_units)

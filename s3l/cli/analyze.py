@@ -21,12 +21,14 @@ def analyze_units(
         "kmeans.safetensors beside the .km file, else 50."
     ),
     phone_rate: int = typer.Option(100, "--phone-rate", help="Phone label rate in Hz."),
-    max_diff: int = typer.Option(
-        1, "--max-diff", help="Largest per-utterance length difference, in frames of the slower stream, that is "
-        "trimmed after aligning rates by repetition; more is an error (or skipped with --skip-mismatch)."
+    max_diff_ms: float = typer.Option(
+        20.0, "--max-diff-ms", help="Largest per-utterance length difference (ms) between units and phones, after "
+        "aligning rates by repetition, that is trimmed; more is an error (or skipped with --skip-mismatch). "
+        "20 ms covers the frames MFCC and encoder windows lose at the end."
     ),
     skip_mismatch: bool = typer.Option(
-        False, "--skip-mismatch", help="Leave out (and count) utterances whose lengths differ by more than --max-diff."
+        False, "--skip-mismatch",
+        help="Leave out (and count) utterances whose lengths differ by more than --max-diff-ms.",
     ),
     layers: bool = typer.Option(
         False, "--layers", help="Layer sweep: k-means on every layer of --checkpoint for each --k; metrics and plot "
@@ -60,7 +62,7 @@ def analyze_units(
     if not ks or min(ks) < 2:
         raise S3LError(f"--k needs cluster counts of at least 2, got {k!r}")
     cfg = AnalyzeConfig(
-        out=out, units=units, phones=phones, unit_rate=unit_rate, phone_rate=phone_rate, max_diff=max_diff,
+        out=out, units=units, phones=phones, unit_rate=unit_rate, phone_rate=phone_rate, max_diff_ms=max_diff_ms,
         skip_mismatch=skip_mismatch, layers=layers, codes=codes, checkpoint=checkpoint, data=data, split=split,
         fit_split=fit_split, ks=ks, sample_pct=sample_pct, seed=seed, top_codes=top_codes,
         batch_seconds=batch_seconds, device=device, force=force,
