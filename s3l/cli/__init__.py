@@ -27,6 +27,14 @@ def _register() -> None:
 
     app.add_typer(prep_app, name="prep")
 
+    from s3l.cli.lm import lm
+
+    prep_app.command("lm")(lm)
+
+    from s3l.cli.score import score
+
+    app.command("score")(score)
+
     from s3l.cli.analyze import analyze_units
 
     app.command("analyze-units")(analyze_units)
