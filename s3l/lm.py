@@ -20,6 +20,7 @@ order costs one ``np.unique`` over the token stream. For text that does not fit 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from s3l.errors import S3LError
-from s3l.fileio import atomic_open, check_overwrite, require_file
+from s3l.fileio import atomic_open, atomic_write_text, check_overwrite, require_file
 from s3l.manifest import normalize_transcript
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
@@ -43,6 +44,7 @@ class LMConfig:
     out: Path  # ARPA file to write
     order: int = 4
     discount_fallback: tuple[float, float, float] | None = None  # D1, D2, D3+ where the closed form fails
+    json_out: Path | None = None  # also write the summary here
     force: bool = False
 
 
@@ -251,8 +253,8 @@ def read_sentences(path: str | Path) -> tuple[list[list[str]], int]:
 
 
 def build_lm(cfg: LMConfig) -> dict:
-    """Estimate a model from ``cfg.text`` and write ``cfg.out``; returns a summary for the CLI."""
-    check_overwrite([cfg.out], cfg.force)
+    """Estimate a model from ``cfg.text``, write ``cfg.out`` (and the JSON summary), print and return the summary."""
+    check_overwrite([cfg.out] + ([cfg.json_out] if cfg.json_out else []), cfg.force)
     sentences, skipped = read_sentences(cfg.text)
     try:
         model = estimate(sentences, cfg.order, cfg.discount_fallback)
@@ -260,7 +262,7 @@ def build_lm(cfg: LMConfig) -> dict:
         raise S3LError(f"{cfg.text}: {e}") from None
     write_arpa(model, cfg.out)
     train_ppl = kenlm_perplexity(cfg.out, sentences)  # also proves the file loads in kenlm
-    return {
+    summary = {
         "text": str(cfg.text),
         "arpa": str(cfg.out),
         "order": cfg.order,
@@ -273,6 +275,28 @@ def build_lm(cfg: LMConfig) -> dict:
         "fallback": [o.fallback for o in model.orders],
         "train_perplexity": train_ppl,
     }
+    if cfg.json_out is not None:
+        atomic_write_text(cfg.json_out, json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary)
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    from s3l.cli.common import console
+
+    table = Table(title=f"{summary['arpa']}: {summary['order']}-gram modified Kneser-Ney")
+    for col in ("order", "n-grams", "D1", "D2", "D3+", "discounts"):
+        table.add_column(col, justify="right")
+    for n, (count, d, fb) in enumerate(zip(summary["ngrams"], summary["discounts"], summary["fallback"]), start=1):
+        table.add_row(str(n), str(count), *(f"{x:.3f}" for x in d), "fallback" if fb else "closed form")
+    console.print(table)
+    console.print(
+        f"{summary['sentences']} sentences, {summary['tokens']} tokens, {summary['vocab']} words"
+        f" ({summary['empty_lines_skipped']} empty lines skipped); training perplexity "
+        f"{summary['train_perplexity']:.2f}"
+    )
 
 
 def kenlm_perplexity(arpa: str | Path, sentences: Iterable[Sequence[str]]) -> float:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from s3l.cli.common import console, csv_list
+from s3l.cli.common import csv_list
 from s3l.errors import S3LError
 
 
@@ -24,29 +23,10 @@ def lm(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Estimate an interpolated modified Kneser-Ney LM like KenLM's lmplz, for text that fits in memory."""
-    from rich.table import Table
-
-    from s3l.fileio import atomic_write_text, check_overwrite
     from s3l.lm import LMConfig, build_lm
 
-    if json_out is not None:
-        check_overwrite([json_out], force)
-    cfg = LMConfig(text=text, out=out, order=order, discount_fallback=_parse_fallback(discount_fallback),
-                   force=force)
-    summary = build_lm(cfg)
-    table = Table(title=f"{out}: {summary['order']}-gram modified Kneser-Ney")
-    for col in ("order", "n-grams", "D1", "D2", "D3+", "discounts"):
-        table.add_column(col, justify="right")
-    for n, (count, d, fb) in enumerate(zip(summary["ngrams"], summary["discounts"], summary["fallback"]), start=1):
-        table.add_row(str(n), str(count), *(f"{x:.3f}" for x in d), "fallback" if fb else "closed form")
-    console.print(table)
-    console.print(
-        f"{summary['sentences']} sentences, {summary['tokens']} tokens, {summary['vocab']} words"
-        f" ({summary['empty_lines_skipped']} empty lines skipped); training perplexity "
-        f"{summary['train_perplexity']:.2f}"
-    )
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(summary, indent=2) + "\n")
+    build_lm(LMConfig(text=text, out=out, order=order, discount_fallback=_parse_fallback(discount_fallback),
+                      json_out=json_out, force=force))
 
 
 def _parse_fallback(value: str | None) -> tuple[float, float, float] | None:
