@@ -1,0 +1,277 @@
+"""Model configuration: one frozen dataclass for every architecture and objective field, plus the papers' presets.
+
+Field names follow fairseq's ``Wav2Vec2Config`` / ``HubertConfig`` so that a fairseq or Hugging Face config maps
+onto this one field by field. Masking probabilities use fairseq's convention: ``mask_prob`` is the expected
+fraction of frames covered by spans (the paper's start probability p times the span length M), see
+:func:`s3l.models.masking.compute_mask_indices`.
+
+This module imports neither torch nor numpy, so the CLI can build configs without paying for torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from s3l.errors import S3LError
+
+OBJECTIVES = ("contrastive", "hubert")
+EXTRACTOR_MODES = ("group_norm", "layer_norm")
+PRESETS = ("tiny", "base", "large", "xlarge")
+
+# Feature encoder of wav2vec 2.0 §2 / §4.2 and HuBERT §II-E: 7 blocks, strides 5,2,2,2,2,2,2 (320x, 20 ms frames)
+# and kernel widths 10,3,3,3,3,2,2 (receptive field 400 samples = 25 ms).
+CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
+CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every architecture and objective hyper-parameter of the wav2vec 2.0 / HuBERT / CTC models."""
+
+    objective: str = "contrastive"  # "contrastive" (wav2vec 2.0) or "hubert"
+
+    # --- feature encoder (wav2vec 2.0 §2) ---
+    extractor_mode: str = "group_norm"  # "group_norm": GroupNorm in block 1 only (BASE); "layer_norm": every block
+    conv_dim: int = 512  # channels of every conv block
+    conv_kernels: tuple[int, ...] = CONV_KERNELS
+    conv_strides: tuple[int, ...] = CONV_STRIDES
+    conv_bias: bool = False
+    normalize_waveform: bool = False  # zero mean / unit variance per utterance over its unpadded samples (LARGE)
+    feature_grad_mult: float = 0.1  # scales the feature encoder's gradients; 0 freezes it
+
+    # --- transformer (wav2vec 2.0 §2, §4.2) ---
+    encoder_layers: int = 12
+    encoder_embed_dim: int = 768
+    encoder_ffn_embed_dim: int = 3072
+    encoder_attention_heads: int = 12
+    layer_norm_first: bool = False  # pre-LN blocks plus a final LayerNorm (LARGE); post-LN otherwise (BASE)
+    conv_pos: int = 128  # kernel width of the convolutional relative positional embedding
+    conv_pos_groups: int = 16
+    dropout: float = 0.1  # transformer residual dropout
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0  # inside the feed-forward block, after the GELU
+    dropout_input: float = 0.1  # on the projected features before masking
+    dropout_features: float = 0.1  # on the unmasked features that become the contrastive targets
+    encoder_layerdrop: float = 0.05  # probability of skipping a whole block in training (LayerDrop)
+
+    # --- masking (wav2vec 2.0 §3.1; fairseq convention: mask_prob = p * mask_length) ---
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    mask_min_masks: int = 2
+    mask_channel_prob: float = 0.0
+    mask_channel_length: int = 10
+
+    # --- pre-training heads (shared) ---
+    final_dim: int = 256  # dimension of the projected outputs compared with targets
+    logit_temp: float = 0.1  # kappa: cosine similarities are divided by it
+    feature_pen_weight: float = 10.0  # L2 penalty on the feature encoder output
+
+    # --- contrastive objective (wav2vec 2.0 §3) ---
+    latent_vars: int = 320  # V entries per codebook
+    latent_groups: int = 2  # G codebooks
+    latent_dim: int = 0  # total codeword dimension (split over G groups); 0 = final_dim
+    latent_temp: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # Gumbel tau: (max, min, decay per update)
+    num_negatives: int = 100  # K distractors from the same utterance's masked steps
+    diversity_weight: float = 0.1  # alpha of the codebook diversity loss
+
+    # --- HuBERT objective (HuBERT §II-B..D) ---
+    label_rates: tuple[float, ...] = (50.0,)  # Hz of each label set (100 for MFCC units, 50 for layer units)
+    masked_weight: float = 1.0  # alpha in L = alpha * L_m + (1 - alpha) * L_u
+
+    # --- CTC fine-tuning (wav2vec 2.0 §3.3) ---
+    final_dropout: float = 0.0  # dropout before the CTC output layer
+
+    def __post_init__(self) -> None:
+        _check(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        _check(self.extractor_mode in EXTRACTOR_MODES, f"extractor_mode must be one of {EXTRACTOR_MODES}")
+        _check(len(self.conv_kernels) == len(self.conv_strides) > 0, "conv_kernels and conv_strides differ in length")
+        _check(self.encoder_embed_dim % self.encoder_attention_heads == 0,
+               "encoder_embed_dim must be divisible by encoder_attention_heads")
+        _check(self.encoder_embed_dim % self.conv_pos_groups == 0,
+               "encoder_embed_dim must be divisible by conv_pos_groups")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "dropout_input", "dropout_features",
+                     "encoder_layerdrop", "final_dropout", "masked_weight"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1], got {v}")
+        for name in ("mask_prob", "mask_channel_prob"):
+            v = getattr(self, name)
+            _check(0.0 <= v < 1.0 + 1e-9, f"{name} must be in [0, 1) (fairseq convention: p * span length), got {v}")
+        _check(self.mask_length >= 1 and self.mask_channel_length >= 1, "mask lengths must be >= 1")
+        _check(self.feature_grad_mult >= 0.0, "feature_grad_mult must be >= 0")
+        _check(self.logit_temp > 0.0, "logit_temp must be > 0")
+        vq_dim = self.latent_dim or self.final_dim
+        _check(vq_dim % self.latent_groups == 0, "latent_dim (or final_dim) must be divisible by latent_groups")
+        _check(len(self.latent_temp) == 3, "latent_temp must be (max, min, decay)")
+        _check(len(self.label_rates) >= 1 and all(r > 0 for r in self.label_rates), "label_rates must be > 0 Hz")
+
+    @property
+    def vq_dim(self) -> int:
+        """Total dimension of a quantized vector (the G codewords concatenated)."""
+        return self.latent_dim or self.final_dim
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise S3LError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a checkpoint from a newer s3l)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(d) - set(known)
+        if unknown:
+            raise S3LError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kw)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise S3LError(f"invalid model config: {msg}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Presets. Sources: wav2vec 2.0 (Baevski et al., 2020) §4.2 and fairseq examples/wav2vec/config/pretraining/
+# {wav2vec2_base_librispeech, wav2vec2_large_librivox}.yaml; HuBERT (Hsu et al., 2021) §II-E, §IV-C, Table I and
+# fairseq examples/hubert/config/pretrain/hubert_{base_librispeech,large_librivox,xlarge_librivox}.yaml.
+# --------------------------------------------------------------------------------------------------------------
+
+_BASE = ModelConfig()  # BASE: 12 blocks, 768 / 3072, 12 heads, post-LN, GroupNorm extractor (w2v2 §4.2)
+
+_LARGE = _BASE.replace(
+    # LARGE: 24 blocks, 1024 / 4096, 16 heads (w2v2 §4.2); the LV-60k recipe adds a LayerNorm extractor with conv
+    # bias, pre-LN blocks and per-utterance waveform normalisation (fairseq wav2vec2_large_librivox.yaml).
+    extractor_mode="layer_norm",
+    conv_bias=True,
+    normalize_waveform=True,
+    layer_norm_first=True,
+    encoder_layers=24,
+    encoder_embed_dim=1024,
+    encoder_ffn_embed_dim=4096,
+    encoder_attention_heads=16,
+    final_dim=768,  # w2v2 §4.2: final projection to 768 for LARGE (256 for BASE)
+    dropout=0.0,
+    attention_dropout=0.0,
+    dropout_input=0.0,
+    dropout_features=0.0,
+    encoder_layerdrop=0.0,
+    feature_grad_mult=1.0,
+    feature_pen_weight=0.0,  # wav2vec2_large_librivox.yaml: loss_weights [0.1, 0]
+    latent_temp=(2.0, 0.1, 0.999995),  # w2v2 §4.2: tau anneals from 2 to 0.1 for LARGE (0.5 for BASE)
+)
+
+_TINY = _BASE.replace(
+    # CPU demo model (not from the papers): the same architecture and objectives, scaled so a 2-core CPU pre-trains
+    # on ~2 h of audio in minutes. The 512-channel feature encoder costs ~15 GFLOP per audio second for
+    # forward+backward, far more than a small transformer; 128 channels cut it ~16x (it is quadratic in channels).
+    # d=256, 4 blocks, 4 heads keep the transformer cheap; LayerDrop is off because with 4 blocks each one matters.
+    conv_dim=128,
+    encoder_layers=4,
+    encoder_embed_dim=256,
+    encoder_ffn_embed_dim=1024,
+    encoder_attention_heads=4,
+    final_dim=128,
+    encoder_layerdrop=0.0,
+)
+
+
+def preset(name: str, objective: str = "contrastive") -> ModelConfig:
+    """The named architecture (``tiny``, ``base``, ``large``, ``xlarge``) for ``objective`` with the papers' values."""
+    if objective not in OBJECTIVES:
+        raise S3LError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if name not in PRESETS:
+        raise S3LError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if objective == "contrastive":
+        if name == "xlarge":
+            raise S3LError("preset 'xlarge' exists for --objective hubert only (HuBERT X-LARGE, 964 M parameters)")
+        return {"tiny": _TINY, "base": _BASE, "large": _LARGE}[name]
+    # HuBERT uses the wav2vec 2.0 architectures (HuBERT §II-E, Table I) with its own objective settings:
+    # mask_prob 0.80 (p = 8 %, M = 10, §IV-C), no quantizer, feature penalty weight 10 for every size
+    # (fairseq hubert_*.yaml loss_weights [10]), and no conv bias in the LayerNorm extractor.
+    hubert = {"objective": "hubert", "mask_prob": 0.80}
+    if name == "tiny":
+        return _TINY.replace(**hubert)
+    if name == "base":
+        return _BASE.replace(**hubert)
+    large = _LARGE.replace(conv_bias=False, feature_pen_weight=10.0, **hubert)
+    if name == "large":
+        return large
+    # X-LARGE: 48 blocks, 1280 / 5120, 16 heads, final projection 1024 (HuBERT Table I; hubert_xlarge_librivox.yaml).
+    return large.replace(encoder_layers=48, encoder_embed_dim=1280, encoder_ffn_embed_dim=5120, final_dim=1024)
+
+
+@dataclass(frozen=True)
+class FinetunePreset:
+    """Masking and LayerDrop for CTC fine-tuning on one amount of labelled data (wav2vec 2.0 Appendix B)."""
+
+    name: str
+    mask_prob: float  # fairseq convention: Table 6's start probability p times mask_length
+    mask_channel_prob: float  # Table 6's channel start probability times mask_channel_length
+    encoder_layerdrop: float
+    updates: int  # Table 6 (BASE)
+    freeze_updates: int  # updates during which only the output layer trains (fairseq freeze_finetune_updates)
+    mask_length: int = 10
+    mask_channel_length: int = 64
+    overrides: dict[str, Any] = field(default_factory=dict)  # other ModelConfig fields fairseq changes for fine-tuning
+
+    def apply(self, cfg: ModelConfig) -> ModelConfig:
+        """``cfg`` with this preset's masking, LayerDrop and fine-tuning dropouts."""
+        return cfg.replace(
+            mask_prob=self.mask_prob,
+            mask_length=self.mask_length,
+            mask_channel_prob=self.mask_channel_prob,
+            mask_channel_length=self.mask_channel_length,
+            encoder_layerdrop=self.encoder_layerdrop,
+            **self.overrides,
+        )
+
+
+# fairseq's wav2vec_ctc defaults applied on top of the pre-trained config when fine-tuning (finetuning/base_*.yaml):
+# no dropout except 0.1 after the FFN activation, frozen feature encoder.
+_FT_DROPOUTS = {
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.1,
+    "dropout_input": 0.0,
+    "final_dropout": 0.0,
+    "feature_grad_mult": 0.0,
+    "mask_min_masks": 2,
+}
+
+
+def _ft(name: str, p_time: float, p_channel: float, layerdrop: float, updates: int, freeze: int) -> FinetunePreset:
+    return FinetunePreset(
+        name=name,
+        mask_prob=round(p_time * 10, 6),
+        mask_channel_prob=round(p_channel * 64, 6),
+        encoder_layerdrop=layerdrop,
+        updates=updates,
+        freeze_updates=freeze,
+        overrides=dict(_FT_DROPOUTS),
+    )
+
+
+# wav2vec 2.0 Appendix B, Table 6: time-step and channel mask start probabilities and updates per labelled set;
+# LayerDrop and the freeze period as in fairseq's examples/wav2vec/config/finetuning/base_*.yaml.
+FINETUNE_PRESETS: dict[str, FinetunePreset] = {
+    "10min": _ft("10min", 0.075, 0.008, 0.1, 12_000, 10_000),
+    "1h": _ft("1h", 0.075, 0.004, 0.1, 13_000, 10_000),
+    "10h": _ft("10h", 0.065, 0.004, 0.05, 20_000, 10_000),
+    "100h": _ft("100h", 0.05, 0.008, 0.1, 50_000, 0),
+    "960h": _ft("960h", 0.05, 0.0016, 0.1, 320_000, 0),
+}
+
+
+def finetune_preset(name: str) -> FinetunePreset:
+    """Fine-tuning masking/LayerDrop preset ``10min``, ``1h``, ``10h``, ``100h`` or ``960h``."""
+    if name not in FINETUNE_PRESETS:
+        raise S3LError(f"unknown fine-tuning preset {name!r}; choose one of {', '.join(FINETUNE_PRESETS)}")
+    return FINETUNE_PRESETS[name]
