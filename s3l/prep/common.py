@@ -231,7 +231,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
         files = write_split(out, split, root, rows, words=words, phones=phones)
         report = skip_report_path(out, split)
         if lost:
-            atomic_write_lines(report, ["file\treason", *(f"{f}\t{r}" for f, r in lost)])
+            atomic_write_lines(report, ["file\treason", *(f"{_escape(f)}\t{_escape(r)}" for f, r in lost)])
             files.append(report)
         elif report.exists():  # stale report of an earlier run (only reachable with --force)
             report.unlink()
@@ -253,6 +253,11 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
     atomic_write_text(result.report, json.dumps(_as_json(plan, result), indent=2) + "\n")
     show(result)
     return result
+
+
+def _escape(field: str) -> str:
+    """Keep one report row per line and two columns per row whatever the file name holds."""
+    return field.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _as_json(plan: Plan, result: PrepResult) -> dict:
@@ -277,10 +282,12 @@ def show(result: PrepResult) -> None:
     from s3l.cli.common import console, console_err
 
     table = Table(title=f"s3l prep {result.corpus}")
-    for col in ("split", "utterances", "hours", "skipped"):
+    for col in ("split", "utterances", "duration", "skipped"):
         table.add_column(col, justify="left" if col == "split" else "right")
     for s in result.splits:
-        table.add_row(s.name, str(s.utterances), f"{s.hours:.3f}", str(s.skipped))
+        secs = round(s.samples / SAMPLE_RATE)
+        table.add_row(s.name, str(s.utterances), f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}",
+                      str(s.skipped))
     console.print(table)
     if result.skipped:
         reports = [f for s in result.splits for f in s.files if Path(f).name.startswith("skipped-")]

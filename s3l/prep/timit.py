@@ -117,11 +117,14 @@ def read_txt(path: Path) -> str:
     return words
 
 
-def find_timit_root(root: Path) -> tuple[Path, Path, Path]:
-    """(base, TRAIN, TEST): ROOT itself or its one child that holds both, matched case-insensitively."""
+def find_timit_root(root: Path) -> tuple[Path, list[Path], list[Path]]:
+    """(base, TRAIN dirs, TEST dirs): ROOT itself or its one child that holds both, matched case-insensitively
+    (a tree holding both ``TRAIN`` and ``train`` uses both)."""
     root = require_dir(root, "TIMIT directory")
     for base in (root, *subdirs(root)):
-        parts = {d.name.upper(): d for d in subdirs(base)}
+        parts: dict[str, list[Path]] = {}
+        for d in subdirs(base):
+            parts.setdefault(d.name.upper(), []).append(d)
         if "TRAIN" in parts and "TEST" in parts:
             return base, parts["TRAIN"], parts["TEST"]
         if base == root and ("TRAIN" in parts or "TEST" in parts):
@@ -130,8 +133,15 @@ def find_timit_root(root: Path) -> tuple[Path, Path, Path]:
     raise S3LError(f"{root}: not a TIMIT tree (expected TRAIN/DRn/SPEAKER and TEST/DRn/SPEAKER)")
 
 
-def _speakers(part: Path) -> dict[str, Path]:
-    return {spk.name.upper(): spk for region in subdirs(part) for spk in subdirs(region)}
+def _speakers(parts: list[Path]) -> dict[str, Path]:
+    """Speaker ID (upper case) -> directory, over ``PART/DRn/SPEAKER``."""
+    out: dict[str, Path] = {}
+    for spk in (spk for part in parts for region in subdirs(part) for spk in subdirs(region)):
+        key = spk.name.upper()
+        if key in out:
+            raise S3LError(f"{spk}: speaker {key} also in {out[key]}; TIMIT speaker IDs must be unique")
+        out[key] = spk
+    return out
 
 
 def dev_speakers_from_train(speakers: list[str]) -> list[str]:
@@ -141,8 +151,8 @@ def dev_speakers_from_train(speakers: list[str]) -> list[str]:
 
 
 def timit_plan(root: Path) -> Plan:
-    base, train_dir, test_dir = find_timit_root(root)
-    train_spk, test_spk = _speakers(train_dir), _speakers(test_dir)
+    base, train_dirs, test_dirs = find_timit_root(root)
+    train_spk, test_spk = _speakers(train_dirs), _speakers(test_dirs)
     plan = Plan("timit", root, groups={}, splits={s: [s] for s in ("train", "dev", "test")},
                 labeled=True, phones=True)
     standard = DEV_SPEAKERS | CORE_TEST_SPEAKERS
@@ -153,13 +163,13 @@ def timit_plan(root: Path) -> Plan:
                   "test": [test_spk[s] for s in sorted(CORE_TEST_SPEAKERS)]}
     else:
         if len(train_spk) < 2:
-            raise S3LError(f"{train_dir}: needs at least 2 speakers to carve out a dev set")
+            raise S3LError(f"{train_dirs[0]}: needs at least 2 speakers to carve out a dev set")
         dev = set(dev_speakers_from_train(sorted(train_spk)))
         assign = {"train": [train_spk[s] for s in sorted(train_spk) if s not in dev],
                   "dev": [train_spk[s] for s in sorted(dev)],
                   "test": [test_spk[s] for s in sorted(test_spk)]}
         plan.warnings.append(
-            f"{test_dir} lacks {len(missing)} of the {len(standard)} standard dev/core-test speakers "
+            f"{test_dirs[0]} lacks {len(missing)} of the {len(standard)} standard dev/core-test speakers "
             f"(e.g. {sorted(missing)[0]}): test = all {len(test_spk)} TEST speakers, "
             f"dev = {len(dev)} of the {len(train_spk)} TRAIN speakers"
         )
