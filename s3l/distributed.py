@@ -122,6 +122,15 @@ def all_reduce_sum(values: list[float], device: str = "cpu") -> list[float]:
     return t.tolist()
 
 
+def all_reduce_tensor_(t: Any) -> Any:
+    """Sum a tensor in place over all processes and return it (identity with one process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send a picklable object from ``src`` to every process (identity with one process)."""
     import torch.distributed as dist

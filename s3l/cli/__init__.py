@@ -39,6 +39,10 @@ def _register() -> None:
 
     app.command("analyze-units")(analyze_units)
 
+    from s3l.cli.cluster import cluster
+
+    app.command("cluster")(cluster)
+
 
 _register()
 
