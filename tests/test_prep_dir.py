@@ -28,6 +28,8 @@ def audio(tmp_path: Path) -> Path:
     wav(d / "a" / "y.flac", 4410, sr=44_100)  # -> 1600
     wav(d / "c.ogg", 2000, fmt="OGG")  # not in --ext
     (d / "notes.txt").write_text("not audio")
+    (d / "._b.wav").write_bytes(b"\0\0")  # macOS resource fork: hidden, ignored
+    wav(d / ".cache" / "z.wav", 1000)  # hidden directory, ignored
     return d
 
 

@@ -40,6 +40,7 @@ def corpus(tmp_path: Path) -> Path:
                                                "0001": (801, 8_000, "BUT IN LESS THAN FIVE MINUTES")})
     chapter(root, "dev-clean", "174", "50561", {"0000": (2206, 22_050, "HE'S A FINE BOY")})
     chapter(root, "test-clean", "1089", "134686", {"0000": (4000, 16_000, "HE HOPED THERE WOULD BE STEW")})
+    (root / "dev-clean" / "84" / "121123" / "._84-121123-0000.flac").write_bytes(b"\0")  # hidden: ignored
     return root
 
 

@@ -215,6 +215,13 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
         console_err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
     kept = scan(plan, opts.skip_bad, opts.downmix)
+    frames: dict[Path, list[str]] = {}  # phone labels per audio file, computed once
+
+    def labels_of(it: Item, info: AudioInfo) -> list[str]:
+        if it.audio not in frames:
+            frames[it.audio] = frame_labels(it.segments or (), phone_frames(info.num_samples), info.sample_rate)
+        return frames[it.audio]
+
     summaries: list[SplitSummary] = []
     for split, groups in plan.splits.items():
         items = sorted((x for g in groups for x in kept[g]), key=lambda x: x[0].rel)
@@ -224,10 +231,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
         root = plan.groups[groups[0]].root
         rows = [(it.rel, info.num_samples) for it, info in items]
         words = [it.words or "" for it, _ in items] if plan.labeled else None
-        phones = None
-        if plan.phones:
-            phones = [frame_labels(it.segments or (), phone_frames(info.num_samples), info.sample_rate)
-                      for it, info in items]
+        phones = [labels_of(it, info) for it, info in items] if plan.phones else None
         files = write_split(out, split, root, rows, words=words, phones=phones)
         report = skip_report_path(out, split)
         if lost:
@@ -245,7 +249,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
     if plan.phones:
         counts: Counter = Counter()
         for it, info in unique:
-            counts.update(frame_labels(it.segments or (), phone_frames(info.num_samples), info.sample_rate))
+            counts.update(labels_of(it, info))
         write_dict(out / "dict.phn.txt", counts)
 
     result = PrepResult(plan.corpus, out, tuple(summaries), tuple(plan.problems), tuple(plan.warnings),

@@ -1,10 +1,11 @@
 """``s3l prep dir``: a manifest of unlabeled audio under a directory, like fairseq's wav2vec_manifest.py.
 
-Every file under AUDIO_DIR (recursively, symlinked directories not followed) whose extension is one of
-``exts`` (case-insensitive) goes into ``train.tsv``; with ``valid_percent`` > 0 a random fraction goes into
-``valid.tsv`` instead. Unlike fairseq, which draws each file independently, exactly
-``round(valid_percent · N)`` files (at least one) are held out, drawn by shuffling the sorted file list with
-``seed``, so the split is reproducible and its size predictable. The manifest root is AUDIO_DIR.
+Every file under AUDIO_DIR (recursively; hidden files and directories such as macOS ``._*`` forks are
+ignored) whose extension is one of ``exts`` (case-insensitive) goes into ``train.tsv``; with
+``valid_percent`` > 0 a random fraction goes into ``valid.tsv`` instead. Unlike fairseq, which draws each
+file independently, exactly ``round(valid_percent · N)`` files (at least one) are held out, drawn by
+shuffling the sorted file list with ``seed``, so the split is reproducible and its size predictable.
+The manifest root is AUDIO_DIR.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def dir_plan(root: Path, exts: tuple[str, ...], valid_percent: float, seed: int)
     suffixes = {"." + e.lower().lstrip(".") for e in exts}
     if not suffixes:
         raise S3LError("--ext: give at least one extension, e.g. flac,wav")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
         raise S3LError(f"{root}: no audio files with extension {', '.join(sorted(suffixes))} found")
     plan = Plan("dir", root, groups={}, splits={}, labeled=False)

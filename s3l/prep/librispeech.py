@@ -78,7 +78,7 @@ def read_transcripts(path: Path, group: str, problems: list[Problem]) -> dict[st
 
 def chapter_items(chapter: Path, root: Path, group: str, problems: list[Problem]) -> list[Item]:
     """The utterances of one ``SPEAKER/CHAPTER`` directory, cross-checked against its transcript file."""
-    flacs = sorted(p for p in chapter.glob("*.flac") if p.is_file())
+    flacs = sorted(p for p in chapter.glob("*.flac") if p.is_file() and not p.name.startswith("."))
     trans = chapter / f"{chapter.parent.name}-{chapter.name}.trans.txt"
     if not trans.is_file():
         problems += [Problem(group, str(f), f"missing transcript (no {trans.name} beside it)") for f in flacs]
