@@ -35,6 +35,10 @@ def _register() -> None:
 
     app.command("score")(score)
 
+    from s3l.cli.decode import decode
+
+    app.command("decode")(decode)
+
     from s3l.cli.analyze import analyze_units
 
     app.command("analyze-units")(analyze_units)

@@ -1,0 +1,95 @@
+"""Search for the LM weight and word score that minimise dev WER.
+
+wav2vec 2.0 / HuBERT tuned both with Bayesian optimisation over 128 trials (LM weight in [0, 5], word insertion
+score in [-5, 5]). Dev WER is piecewise constant in the two weights with broad plateaus, so a deterministic
+search does as well at a fraction of the cost: a coarse grid over the whole box (about half the trials), then a
+pattern search around the best point (its 8 neighbours at half the grid spacing; move on improvement, halve
+the step otherwise) until the trial budget is spent or the step is negligible. Every trial decodes the same
+stored dev emissions, so the acoustic model runs once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+LM_WEIGHT_RANGE = (0.0, 5.0)
+WORD_SCORE_RANGE = (-5.0, 5.0)
+MIN_STEP = 1e-3  # stop refining below this step (in weight units)
+
+
+@dataclass(frozen=True)
+class Trial:
+    lm_weight: float
+    word_score: float
+    errors: int  # word substitutions + deletions + insertions over the tuning split
+    ref_words: int
+    stage: str  # "grid" or "refine"
+
+    @property
+    def wer(self) -> float:
+        return 100.0 * self.errors / max(self.ref_words, 1)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "wer": self.wer}
+
+
+Evaluate = Callable[[float, float], tuple[int, int]]  # (lm_weight, word_score) -> (errors, ref_words)
+
+
+def search(evaluate: Evaluate, trials: int, lm_range: tuple[float, float] = LM_WEIGHT_RANGE,
+           ws_range: tuple[float, float] = WORD_SCORE_RANGE,
+           on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+    """Run at most ``trials`` evaluations; returns them in order (see :func:`best`)."""
+    if trials < 1:
+        raise ValueError("trials must be at least 1")
+    done: dict[tuple[float, float], Trial] = {}
+    order: list[Trial] = []
+
+    def run(a: float, b: float, stage: str) -> Trial | None:
+        a = round(min(max(a, lm_range[0]), lm_range[1]), 6)
+        b = round(min(max(b, ws_range[0]), ws_range[1]), 6)
+        if (a, b) in done:
+            return done[(a, b)]
+        if len(order) >= trials:
+            return None
+        errors, words = evaluate(a, b)
+        t = Trial(lm_weight=a, word_score=b, errors=int(errors), ref_words=int(words), stage=stage)
+        done[(a, b)] = t
+        order.append(t)
+        if on_trial is not None:
+            on_trial(t)
+        return t
+
+    k = max(2, math.isqrt(max(trials // 2, 1)))
+    lm_grid = _linspace(*lm_range, k)
+    ws_grid = _linspace(*ws_range, k)
+    for a, b in itertools.product(lm_grid, ws_grid):
+        run(a, b, "grid")
+    center = best(order)
+    step_a = (lm_range[1] - lm_range[0]) / (k - 1) / 2
+    step_b = (ws_range[1] - ws_range[0]) / (k - 1) / 2
+    while len(order) < trials and max(step_a, step_b) >= MIN_STEP:
+        base = center
+        for da, db in itertools.product((-1, 0, 1), repeat=2):
+            if da == db == 0:
+                continue
+            t = run(base.lm_weight + da * step_a, base.word_score + db * step_b, "refine")
+            if t is None:
+                break
+            if t.errors < center.errors:
+                center = t
+        if center is base:
+            step_a, step_b = step_a / 2, step_b / 2
+    return order
+
+
+def best(trials: list[Trial]) -> Trial:
+    """Lowest WER; ties go to the earliest trial (the grid visits small LM weights first)."""
+    return min(enumerate(trials), key=lambda it: (it[1].wer, it[0]))[1]
+
+
+def _linspace(lo: float, hi: float, k: int) -> list[float]:
+    return [lo + (hi - lo) * i / (k - 1) for i in range(k)]
