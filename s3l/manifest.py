@@ -49,8 +49,12 @@ class Manifest:
     def utt_id(self, i: int) -> str:
         return self.paths[i].rsplit(".", 1)[0]
 
-    def load(self, i: int, *, downmix: bool = False) -> np.ndarray:
-        """Read utterance ``i`` as float32 16 kHz mono; errors name the tsv line."""
+    def load(self, i: int, *, downmix: bool = True) -> np.ndarray:
+        """Read utterance ``i`` as float32 16 kHz mono; errors name the tsv line.
+
+        Multi-channel audio is averaged: whether to accept it is decided once, by ``s3l prep --downmix``;
+        a manifest that lists such a file was written by a user who asked for it.
+        """
         try:
             return read_audio(self.audio_path(i), downmix=downmix, expected_samples=self.sizes[i])
         except S3LError as e:
