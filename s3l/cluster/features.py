@@ -42,8 +42,10 @@ def mfcc_frames(num_samples: int) -> int:
 
 
 def layer_frames(num_samples: int) -> int:
-    """50 Hz frames of the conv feature encoder (receptive field 400, hop 320)."""
-    return 0 if num_samples < MIN_SAMPLES else 1 + (num_samples - MIN_SAMPLES) // ENCODER_HOP
+    """50 Hz frames of the conv feature encoder (receptive field 400, hop 320: ``1 + (n - 400) // 320``)."""
+    from s3l.models import encoder_frames
+
+    return encoder_frames(num_samples)
 
 
 def mfcc(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -112,9 +114,9 @@ class LayerExtractor:
                  chunk_seconds: float) -> None:
         import torch
 
-        import s3l
+        from s3l.models import load_model
 
-        self.model = s3l.load_model(checkpoint).to(device).eval()
+        self.model = load_model(checkpoint).to(device).eval()
         self.device = device
         self.layer = layer
         self.batch_samples = max(int(batch_seconds * SAMPLE_RATE), MIN_SAMPLES)
