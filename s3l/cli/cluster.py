@@ -51,7 +51,6 @@ def cluster(
                                         "through the model in chunks (layer features)."),
     keep_features: bool = typer.Option(False, "--keep-features", help="Keep the fit features in OUT/feats "
                                        "({split}_{rank}_{n}.npy/.len/.idx, readable by fairseq's scripts)."),
-    downmix: bool = typer.Option(False, "--downmix", help="Average multi-channel audio instead of refusing it."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing label files and models."),
 ) -> None:
     """Fit k-means on MFCC or layer features and write HuBERT unit labels ({split}.km + dict.km.txt)."""
@@ -71,7 +70,7 @@ def cluster(
         feature=feature, checkpoint=checkpoint, layer=layer, ks=ks, product=tuple(csv_list(product)), algo=algo,
         sample_pct=sample_pct, seed=seed, max_iter=max_iter, tol=tol, max_memory_gb=max_memory,
         models=tuple(Path(m) for m in csv_list(model)), device=device, shard=shard, num_shards=num_shards,
-        batch_seconds=batch_seconds, chunk_seconds=chunk_seconds, keep_features=keep_features, downmix=downmix,
+        batch_seconds=batch_seconds, chunk_seconds=chunk_seconds, keep_features=keep_features,
         force=force,
     )
     summary = run_cluster(cfg)

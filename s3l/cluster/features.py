@@ -207,7 +207,7 @@ def make_extractor(feature: str, checkpoint: str | Path | None, layer: int | Non
     return LayerExtractor(checkpoint, layer, device, batch_seconds, chunk_seconds)
 
 
-def iter_features(manifest: Manifest, indices: Sequence[int], extractor: Extractor, *, downmix: bool = False,
+def iter_features(manifest: Manifest, indices: Sequence[int], extractor: Extractor, *,
                   cached: FeatureCache | None = None,
                   on_done: Callable[[int], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``(utterance index, (T, D) float32)`` for ``indices``, permuted only within windows of SORT_WINDOW.
@@ -226,7 +226,7 @@ def iter_features(manifest: Manifest, indices: Sequence[int], extractor: Extract
             else:
                 todo.append(i)
         for batch in extractor.plan(todo, manifest.sizes):
-            waves = [manifest.load(i, downmix=downmix) for i in batch]
+            waves = [manifest.load(i) for i in batch]  # multi-channel audio was accepted (or not) at prep time
             for i, feat in zip(batch, extractor(waves)):
                 want = extractor.spec.frames(manifest.sizes[i])
                 if tuple(feat.shape) != (want, extractor.spec.dim):

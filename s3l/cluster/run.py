@@ -75,7 +75,6 @@ class ClusterConfig:
     batch_seconds: float = 60.0  # padded audio per layer-feature batch
     chunk_seconds: float = 100.0  # longer utterances go through the model in chunks of this length
     keep_features: bool = False  # keep {out}/feats after the run
-    downmix: bool = False  # average multi-channel audio instead of refusing it
     force: bool = False  # overwrite existing outputs
 
 
@@ -237,7 +236,7 @@ def _extract_fit(cfg: ClusterConfig, manifest: Manifest, extractor: Extractor, i
     def done(n: int) -> None:  # progress counts every process's utterances on rank 0's bar, estimated
         bar.advance(task, n * info.world_size)
 
-    items = iter_features(manifest, mine, extractor, downmix=cfg.downmix, on_done=done)
+    items = iter_features(manifest, mine, extractor, on_done=done)
     write_shard(shard_stem(feat_dir, cfg.fit_split, info.rank, info.world_size), spec.dim, total, items)
     dist.barrier()
     bar.update(task, completed=n_sample)
@@ -313,7 +312,7 @@ def _label_split(cfg: ClusterConfig, split: str, manifest: Manifest, extractor: 
     pending: dict[int, list[str]] = {}
     nxt = 0
     try:
-        for utt, feat in iter_features(manifest, mine, extractor, downmix=cfg.downmix, cached=cache,
+        for utt, feat in iter_features(manifest, mine, extractor, cached=cache,
                                        on_done=lambda n: bar.advance(task, n * info.world_size)):
             x = torch.from_numpy(feat).to(info.device)  # (T, D)
             lines = []
