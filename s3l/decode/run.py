@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -299,7 +299,9 @@ def _summary(cfg: DecodeConfig, info: distributed.DistInfo, split: Split, refs: 
         "lm": str(cfg.lm) if cfg.lm is not None else None,
         "lm_weight": lm_weight if cfg.lm is not None else None,
         "word_score": word_score if cfg.lm is not None else None,
-        "beam": asdict(cfg.beam) if cfg.lm is not None else None,
+        "beam": cfg.beam.beam if cfg.lm is not None else None,
+        "beam_prune_logp": cfg.beam.beam_prune_logp if cfg.lm is not None else None,
+        "token_min_logp": cfg.beam.token_min_logp if cfg.lm is not None else None,
         "tuned_on": cfg.tune_split if tune_report is not None else None,
         "checkpoint": str(cfg.checkpoint) if cfg.checkpoint is not None else None,
         "emissions": str(emissions_path(cfg.emissions, cfg.split)) if cfg.emissions is not None else None,
@@ -325,15 +327,17 @@ def _print(summary: dict, tune_report: dict | None) -> None:
         console.print(f"tuned on {tune_report['split']} over {len(tune_report['trials'])} trials: LM weight "
                       f"{b['lm_weight']:g}, word score {b['word_score']:g} -> WER {b['wer']:.2f}")
     t = Table(title=f"{summary['split']}: {summary['decoder']}")
-    for col in ("utterances", "audio (s)", "WER %", "CER %", "RTF forward", "RTF search", "RTF total"):
+    for col in ("utts", "audio s", "WER %", "CER %", "RTF fwd", "RTF search", "RTF total"):
         t.add_column(col, justify="right")
     rtf = summary["rtf"]
-    fwd = f"{rtf['forward']:.4f}" + (" (saved)" if summary["forward_seconds_recorded"] else "")
+    fwd = f"{rtf['forward']:.4f}" + ("*" if summary["forward_seconds_recorded"] else "")
     wer = f"{summary['wer']:.2f}" if "wer" in summary else "-"
     cer = f"{summary['cer']:.2f}" if "cer" in summary else "-"
     t.add_row(str(summary["utterances"]), f"{summary['audio_seconds']:.1f}", wer, cer, fwd, f"{rtf['search']:.4f}",
               f"{rtf['total']:.4f}")
     console.print(t)
+    if summary["forward_seconds_recorded"]:
+        console.print("* forward time measured when the emissions were saved")
     if summary["lm"] is not None:
         console.print(f"LM {summary['lm']}: weight {summary['lm_weight']:g}, word score {summary['word_score']:g}, "
-                      f"beam {summary['beam']['beam']}; {summary['nproc']} process(es)")
+                      f"beam {summary['beam']}; {summary['nproc']} process(es)")

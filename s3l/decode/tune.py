@@ -87,8 +87,16 @@ def search(evaluate: Evaluate, trials: int, lm_range: tuple[float, float] = LM_W
 
 
 def best(trials: list[Trial]) -> Trial:
-    """Lowest WER; ties go to the earliest trial (the grid visits small LM weights first)."""
-    return min(enumerate(trials), key=lambda it: (it[1].wer, it[0]))[1]
+    """Lowest WER. Among ties (WER plateaus are common on small dev sets) the trial nearest the tied trials'
+    centroid, i.e. the middle of the plateau rather than its edge; then the earliest."""
+    low = min(t.wer for t in trials)
+    tied = [(i, t) for i, t in enumerate(trials) if t.wer == low]
+    ca = sum(t.lm_weight for _, t in tied) / len(tied)
+    cb = sum(t.word_score for _, t in tied) / len(tied)
+    span_a = max(max(t.lm_weight for t in trials) - min(t.lm_weight for t in trials), 1e-9)
+    span_b = max(max(t.word_score for t in trials) - min(t.word_score for t in trials), 1e-9)
+    return min(tied, key=lambda it: (((it[1].lm_weight - ca) / span_a) ** 2 + ((it[1].word_score - cb) / span_b) ** 2,
+                                     it[0]))[1]
 
 
 def _linspace(lo: float, hi: float, k: int) -> list[float]:
