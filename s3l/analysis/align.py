@@ -26,7 +26,7 @@ import numpy as np
 from s3l.analysis.metrics import mean_run_length
 from s3l.errors import S3LError, where
 from s3l.fileio import require_file
-from s3l.manifest import _read_text_lines
+from s3l.manifest import read_text_lines
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def read_unit_lines(path: str | Path) -> list[np.ndarray]:
     """A ``.km`` file: one line per utterance of space-separated non-negative integer unit ids."""
     path = require_file(path, "unit label file")
     out: list[np.ndarray] = []
-    for lineno, line in enumerate(_read_text_lines(path), start=1):
+    for lineno, line in enumerate(read_text_lines(path), start=1):
         tokens = line.split()
         try:
             ids = np.array([int(t) for t in tokens], dtype=np.int64)
@@ -101,7 +101,7 @@ def read_unit_lines(path: str | Path) -> list[np.ndarray]:
 def read_phone_lines(path: str | Path) -> list[list[str]]:
     """A ``.phn`` file: one line per utterance of space-separated phone symbols, one per frame."""
     path = require_file(path, "phone label file")
-    lines = [line.split() for line in _read_text_lines(path)]
+    lines = [line.split() for line in read_text_lines(path)]
     if not lines:
         raise S3LError(f"{path}: empty phone label file")
     return lines

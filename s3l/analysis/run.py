@@ -187,19 +187,28 @@ def resolve_unit_rate(km_path: Path, given: int | None) -> tuple[int, str]:
 
 
 def recorded_label_rate(km_path: Path) -> tuple[int, str] | None:
-    """The label rate `s3l cluster` recorded in the k-means model beside ``km_path``, with the file it came from."""
-    model = km_path.parent / "kmeans.safetensors"
-    if not model.is_file():
-        return None
-    from s3l.checkpoint import read_metadata
+    """The label rate `s3l cluster` recorded beside ``km_path`` (labels.json, else kmeans.safetensors) and where."""
+    from s3l.cluster.labels import LABELS_JSON, MODEL_FILE
 
-    meta = read_metadata(model)
-    rate = meta.get("label_rate")
+    info = km_path.parent / LABELS_JSON
+    model = km_path.parent / MODEL_FILE
+    if info.is_file():
+        try:
+            rate = json.loads(info.read_text(encoding="utf-8")).get("label_rate")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise S3LError(f"{info}: not a labels.json written by `s3l cluster`") from None
+        source = info
+    elif model.is_file():
+        from s3l.checkpoint import read_metadata
+
+        rate, source = read_metadata(model).get("label_rate"), model
+    else:
+        return None
     if rate is None:
         return None
-    if float(rate) != int(float(rate)) or float(rate) <= 0:
-        raise S3LError(f"{model}: recorded label rate {rate!r} is not a positive whole number of Hz")
-    return int(float(rate)), str(model)
+    if not isinstance(rate, (int, float)) or rate <= 0 or float(rate) != int(rate):
+        raise S3LError(f"{source}: recorded label rate {rate!r} is not a positive whole number of Hz")
+    return int(rate), str(source)
 
 
 def _dictionary_size(km_path: Path) -> int | None:
