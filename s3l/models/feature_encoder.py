@@ -54,7 +54,7 @@ class MaskedGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:  # x: (B, C, T)
         dtype = x.dtype
         x = x.float()
-        if lengths is None:
+        if lengths is None or bool((lengths >= x.size(2)).all()):  # no padding: plain GroupNorm
             y = F.group_norm(x, self.num_groups, self.weight.float(), self.bias.float(), self.eps)
             return y.to(dtype)
         valid = length_mask(lengths, x.size(2)).unsqueeze(1).to(x.dtype)  # (B, 1, T)
