@@ -31,6 +31,10 @@ def _register() -> None:
 
     prep_app.command("lm")(lm)
 
+    from s3l.cli.synth import synth
+
+    prep_app.command("synth")(synth)
+
     from s3l.cli.score import score
 
     app.command("score")(score)

@@ -1,0 +1,32 @@
+"""``s3l prep synth``: the built-in synthetic speech corpus (needs the ``synth`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory for audio, manifests and lm.txt."),
+    hours: float = typer.Option(..., "--hours", help="Hours of unlabeled audio in the train split."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives byte-identical audio and manifests."),
+    labeled_scale: float = typer.Option(1.0, "--labeled-scale", help="Scale of the labeled fine-tuning splits: "
+                                        "train-1h gets 60 min x F and train-10min 10 min x F."),
+    dev_minutes: float = typer.Option(10.0, "--dev-minutes", help="Minutes of audio in dev."),
+    test_minutes: float = typer.Option(10.0, "--test-minutes", help="Minutes of audio in test."),
+    lm_sentences: int = typer.Option(50_000, "--lm-sentences", help="Sentences in lm.txt (grammar text that "
+                                     "shares no sentence with dev or test)."),
+    workers: int = typer.Option(1, "--workers", help="Synthesis processes; the output does not depend on it."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing corpus in --out."),
+) -> None:
+    """Synthesise speech with espeak-ng: many accents and voices, exact phone alignments, an LM text.
+
+    Writes train (unlabeled), train-10min and train-1h (labeled; 10min is the start of 1h), dev and test
+    manifests with .phn alignments, dict.ltr.txt, lm.txt and synth.json into --out.
+    """
+    from s3l.synth.corpus import SynthConfig, build_corpus
+
+    build_corpus(SynthConfig(out_dir=out, hours=hours, seed=seed, labeled_scale=labeled_scale,
+                             dev_minutes=dev_minutes, test_minutes=test_minutes, lm_sentences=lm_sentences,
+                             workers=workers, force=force))

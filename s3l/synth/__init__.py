@@ -1,0 +1,1 @@
+"""Built-in synthetic speech corpus (espeak-ng)."""
