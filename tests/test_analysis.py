@@ -100,6 +100,10 @@ def test_units_ordered_by_most_likely_phone():
     # display phone y first, then x: units of y (0 with P=1, 4 with P=0.7), then of x (1: 0.9, 2: 1.0)
     order = order_units_by_phone(counts, phone_rank=[1, 0])
     assert order.tolist() == [0, 4, 2, 1]
+    # a tie between two phones goes to the phone shown first: unit 0 (P = 1/2, 1/2) joins the group of
+    # phone 1 when phone 1 is shown first, before unit 1 (all phone 0)
+    assert order_units_by_phone(np.array([[2, 3], [2, 0]]), phone_rank=[1, 0]).tolist() == [0, 1]
+    assert order_units_by_phone(np.array([[2, 3], [2, 0]]), phone_rank=[0, 1]).tolist() == [1, 0]
 
 
 def test_phone_display_order_groups_classes():

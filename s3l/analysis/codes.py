@@ -110,7 +110,8 @@ def analyze_codes(cfg: AnalyzeConfig) -> dict[str, Any]:
               f"({covered:.0%} of frames), {cfg.checkpoint.name} on {cfg.split}",
         unit_name="code",
     )
-    plot_code_usage(per_book, cfg.out / "code_usage.png", title=f"codeword usage, {cfg.checkpoint.name}")
+    plot_code_usage(per_book, cfg.out / "code_usage.png", title=f"codeword usage, {cfg.checkpoint.name} on {cfg.split}",
+                    perplexities=[c["perplexity"] for c in result["codebooks"]])
     result.update(heatmap="phone_given_code.png", usage_plot="code_usage.png", heatmap_codes=len(top),
                   heatmap_frame_share=float(covered))
     atomic_write_text(cfg.out / "codes.json", json.dumps(result, indent=2) + "\n")

@@ -98,9 +98,9 @@ def order_units_by_phone(counts: np.ndarray, phone_rank: Sequence[int]) -> np.nd
     """
     cond = conditional_phone_given_unit(counts)
     used = np.flatnonzero(np.asarray(counts).sum(axis=0) > 0)
-    best = cond[:, used].argmax(axis=0)  # (U_used,)
-    rank = np.asarray(phone_rank)[best]
-    peak = cond[best, used]
+    display = np.argsort(np.asarray(phone_rank), kind="stable")  # display position -> phone row
+    rank = cond[display][:, used].argmax(axis=0)  # (U_used,) position of the most likely phone; ties: first shown
+    peak = cond[display[rank], used]
     order = np.lexsort((used, -peak, rank))  # last key is the primary key
     return used[order]
 

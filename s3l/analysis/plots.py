@@ -122,7 +122,8 @@ def plot_layer_sweep(rows: Sequence[dict], path: str | Path, *, title: str = "")
     _save(fig, path)
 
 
-def plot_code_usage(counts: np.ndarray, path: str | Path, *, title: str = "") -> None:
+def plot_code_usage(counts: np.ndarray, path: str | Path, *, title: str = "",
+                    perplexities: Sequence[float] | None = None) -> None:
     """Bar chart per codebook of how often each codeword is chosen, sorted by frequency. ``counts``: (G, V)."""
     plt = _pyplot()
     groups = counts.shape[0]
@@ -132,7 +133,8 @@ def plot_code_usage(counts: np.ndarray, path: str | Path, *, title: str = "") ->
         ax = axes[g, 0]
         ax.bar(np.arange(len(c)), c / max(c.sum(), 1), width=1.0)
         ax.set_ylabel("frequency")
-        ax.set_title(f"codebook {g}: {int((c > 0).sum())}/{len(c)} codewords used", fontsize=9)
+        ppl = f", perplexity {perplexities[g]:.1f}" if perplexities is not None else ""
+        ax.set_title(f"codebook {g}: {int((c > 0).sum())}/{len(c)} codewords used{ppl}", fontsize=9)
     axes[-1, 0].set_xlabel("codeword (sorted by frequency)")
     if title:
         fig.suptitle(title, fontsize=10)
