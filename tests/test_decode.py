@@ -83,6 +83,23 @@ def test_lm_beam_search_fixes_greedy_error(arpa):
     assert with_lm(em) == "THE HAT SAT"
 
 
+def test_hypothesis_ending_with_word_boundary_is_not_penalised(arpa):
+    # After the final | the model is unsure whether an "A" follows (p 0.3 against blank 0.6).
+    tail = np.full((1, len(VOCAB)), 0.1 / (len(VOCAB) - 2))
+    tail[0, 0], tail[0, VOCAB.index("A")] = 0.6, 0.3
+    em = np.concatenate([emission("THE CAT SAT"), np.log(tail).astype(np.float32)])
+    dec = BeamDecoder(VOCAB, arpa, lm_unigrams(arpa), BeamOptions(beam=20, lm_weight=2.0, word_score=0.0))
+    assert dec(em) == "THE CAT SAT"
+    # Stock pyctcdecode scores the empty last word of "THE CAT SAT |" as an unknown word, so it appends the A.
+    from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
+
+    from s3l.lm import load_kenlm
+
+    stock = BeamSearchDecoderCTC(Alphabet.build_alphabet(pyctcdecode_labels(VOCAB)),
+                                 LanguageModel(load_kenlm(arpa), lm_unigrams(arpa), alpha=2.0, beta=0.0))
+    assert stock.decode(em, beam_width=20) == "THE CAT SAT A"
+
+
 def test_search_finds_minimum_within_budget():
     target = (2.2, 1.1)  # off the coarse grid
 
@@ -98,6 +115,8 @@ def test_search_finds_minimum_within_budget():
     grid_best = best([t for t in trials if t.stage == "grid"])
     assert b.errors < grid_best.errors  # the refinement improved on the grid
     assert best([Trial(1, 0, 5, 10, "grid"), Trial(2, 0, 5, 10, "grid")]).lm_weight == 1  # ties: earliest
+    plateau = [Trial(a, 0, 0 if 1 <= a <= 3 else 5, 10, "grid") for a in range(5)]
+    assert best(plateau).lm_weight == 2  # the middle of a tied plateau
 
 
 def test_tuning_beats_bad_default(arpa):
@@ -243,3 +262,59 @@ def test_decode_two_processes_match_one(tmp_path, arpa):
     assert json.loads((out / "test.json").read_text())["nproc"] == 2
     two = (out / "test.hyp").read_text()
     assert two == (tmp_path / "hyp1" / "test.hyp").read_text() and two.splitlines() == words
+
+
+def test_decode_end_to_end_with_a_checkpoint(tmp_path, arpa):
+    """A tiny randomly initialised CTC model over generated audio: every output file, line counts, emissions."""
+    import torch
+
+    from s3l.models import CTCModel, encoder_frames, preset, save_model
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ctc.safetensors"
+    save_model(ckpt, CTCModel(preset("tiny", "contrastive"), VOCAB))
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    (data / "wav").mkdir(parents=True)
+    for split, n in (("test", 5), ("dev", 2)):
+        rows = []
+        for i in range(n):
+            samples = int(rng.integers(4000, 10000))
+            sf.write(data / "wav" / f"{split}{i}.wav", 0.1 * rng.standard_normal(samples).astype(np.float32), 16000)
+            rows.append((f"{split}{i}.wav", samples))
+        words = ["THE CAT SAT", "A RED HAT", "THE DOG RAN", "HE HAD A HAT", "THE CAT"][:n]
+        write_split(data, split, data / "wav", rows, words=words)
+    out = tmp_path / "hyp"
+    r = _decode("--data", str(data), "--split", "test", "--out", str(out), "--checkpoint", str(ckpt),
+                "--save-emissions", "--device", "cpu", "--max-tokens", "40000", "--batch-size", "2")
+    assert r.exit_code == 0, r.output
+    assert "RTF" in r.output
+    hyps = (out / "test.hyp").read_text().split("\n")
+    assert len(hyps) == 6 and hyps[-1] == ""  # five lines, newline-terminated
+    assert all(h == h.upper() for h in hyps)
+    assert (out / "test.ref").read_text() == (data / "test.wrd").read_text()
+    summary = json.loads((out / "test.json").read_text())
+    assert summary["utterances"] == 5 and summary["ref_words"] == 15 and summary["decoder"] == "greedy"
+    assert summary["forward_seconds"] > 0 and not summary["forward_seconds_recorded"]
+    from s3l.manifest import load_split
+
+    man = load_split(data, "test").manifest
+    em = load_emissions(emissions_path(out, "test"), man)
+    assert em.vocab == VOCAB
+    assert [len(x) for x in em.log_probs] == [encoder_frames(n) for n in man.sizes]
+    assert all(np.allclose(np.exp(x).sum(axis=1), 1.0, atol=1e-4) for x in em.log_probs)
+    assert [greedy(x, VOCAB) for x in em.log_probs] == (out / "test.hyp").read_text().splitlines()
+
+    # LM decoding with tuning on dev, running the model on both splits, then the same from saved emissions.
+    out2 = tmp_path / "hyp_lm"
+    lm_args = ["--lm", str(arpa), "--tune", "--tune-trials", "4", "--beam", "5"]
+    r = _decode("--data", str(data), "--split", "test", "--out", str(out2), "--checkpoint", str(ckpt),
+                "--save-emissions", "--device", "cpu", *lm_args)
+    assert r.exit_code == 0, r.output
+    assert (out2 / "dev.emissions.npz").is_file()
+    assert len(json.loads((out2 / "dev.tune.json").read_text())["trials"]) == 4
+    out3 = tmp_path / "hyp_lm_again"
+    r = _decode("--data", str(data), "--split", "test", "--out", str(out3), "--emissions", str(out2), *lm_args)
+    assert r.exit_code == 0, r.output
+    assert (out3 / "test.hyp").read_text() == (out2 / "test.hyp").read_text()
+    assert len((out3 / "test.hyp").read_text().splitlines()) == 5

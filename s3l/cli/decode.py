@@ -38,6 +38,9 @@ def decode(
     token_min_logp: float = typer.Option(
         -5.0, "--token-min-logp", help="Skip symbols below this log-probability unless they are a frame's best."
     ),
+    unk_score: float = typer.Option(
+        -10.0, "--unk-score", help="Penalty (log10, before --lm-weight) for words outside the LM's unigrams."
+    ),
     tune: bool = typer.Option(
         False, "--tune", help="Search the LM weight and word score on --tune-split (WER), then decode with the best."
     ),
@@ -66,7 +69,7 @@ def decode(
         data=data, split=split, out=out, checkpoint=checkpoint, emissions=emissions, save_emissions=save_emissions,
         lm=lm, unigrams=unigrams,
         beam=BeamOptions(beam=beam, lm_weight=lm_weight, word_score=word_score, beam_prune_logp=beam_prune_logp,
-                         token_min_logp=token_min_logp),
+                         token_min_logp=token_min_logp, unk_score=unk_score),
         tune=tune, tune_split=tune_split, tune_trials=tune_trials, lm_weight_range=(0.0, lm_weight_max),
         word_score_range=(-word_score_max, word_score_max), max_tokens=max_tokens, batch_size=batch_size,
         device=device, force=force,

@@ -101,6 +101,27 @@ class _SmallVocabFilter(logging.Filter):
         return "Is this small or artificial data?" not in record.getMessage()
 
 
+def _language_model(kenlm_model, unigrams: list[str], alpha: float, beta: float, unk: float):  # -> LanguageModel
+    """pyctcdecode's LanguageModel, except for hypotheses that end with a word boundary.
+
+    At the end of the utterance pyctcdecode scores the unfinished word with ``</s>``; when the hypothesis ends
+    with ``|`` (as fairseq-style models trained on .ltr usually emit) that word is ``""``, which kenlm scores as
+    ``<unk>`` and pyctcdecode penalises with its unknown-word offset as well, so hypotheses that squeeze one more
+    word into the trailing silence win. Here ``""`` scores only ``</s>``.
+    """
+    from pyctcdecode import LanguageModel
+    from pyctcdecode.constants import LOG_BASE_CHANGE_FACTOR
+
+    class _BoundaryAwareLM(LanguageModel):
+        def score(self, prev_state, word: str, is_last_word: bool = False):  # type: ignore[override]
+            if word:
+                return super().score(prev_state, word, is_last_word)
+            end = self._get_raw_end_score(prev_state) if is_last_word else 0.0
+            return self.alpha * end * LOG_BASE_CHANGE_FACTOR, prev_state
+
+    return _BoundaryAwareLM(kenlm_model, unigrams, alpha=alpha, beta=beta, unk_score_offset=unk)
+
+
 @dataclass(frozen=True)
 class BeamOptions:
     beam: int = 50  # beams kept after each frame
@@ -108,6 +129,8 @@ class BeamOptions:
     word_score: float = -1.0  # beta: added per word
     beam_prune_logp: float = -10.0  # drop beams this far below the best
     token_min_logp: float = -5.0  # skip symbols below this log-probability unless they are the frame's argmax
+    unk_score: float = -10.0  # pyctcdecode's unk_score_offset: added (log10 units, before the LM weight) per
+    # word outside the LM's unigrams, and per unfinished word that no unigram starts with
 
 
 class BeamDecoder:
@@ -115,7 +138,7 @@ class BeamDecoder:
 
     def __init__(self, vocab: Sequence[str], lm: str | Path | None, unigrams: Sequence[str] | None,
                  options: BeamOptions) -> None:
-        from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
+        from pyctcdecode import Alphabet, BeamSearchDecoderCTC
 
         from s3l.lm import load_kenlm
 
@@ -128,8 +151,8 @@ class BeamDecoder:
         alphabet = Alphabet.build_alphabet(pyctcdecode_labels(vocab))
         language_model = None
         if lm is not None:
-            language_model = LanguageModel(load_kenlm(lm), list(unigrams or []), alpha=float(options.lm_weight),
-                                           beta=float(options.word_score))
+            language_model = _language_model(load_kenlm(lm), list(unigrams or []), float(options.lm_weight),
+                                             float(options.word_score), float(options.unk_score))
         self._decoder = BeamSearchDecoderCTC(alphabet, language_model)
 
     def set_weights(self, lm_weight: float, word_score: float) -> None:

@@ -302,6 +302,7 @@ def _summary(cfg: DecodeConfig, info: distributed.DistInfo, split: Split, refs: 
         "beam": cfg.beam.beam if cfg.lm is not None else None,
         "beam_prune_logp": cfg.beam.beam_prune_logp if cfg.lm is not None else None,
         "token_min_logp": cfg.beam.token_min_logp if cfg.lm is not None else None,
+        "unk_score": cfg.beam.unk_score if cfg.lm is not None else None,
         "tuned_on": cfg.tune_split if tune_report is not None else None,
         "checkpoint": str(cfg.checkpoint) if cfg.checkpoint is not None else None,
         "emissions": str(emissions_path(cfg.emissions, cfg.split)) if cfg.emissions is not None else None,
