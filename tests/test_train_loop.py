@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_train_data import make_corpus
 from torch import nn
 
 from s3l import distributed
 from s3l.checkpoint import load_checkpoint, save_checkpoint
 from s3l.errors import S3LError
 from s3l.manifest import read_manifest
-from s3l.train.data import AudioDataset, BatchOrder, batch_by_size, select
+from s3l.train.data import AudioDataset, BatchOrder, Data, batch_by_size, select
 from s3l.train.log import read_jsonl
-from s3l.train.loop import BEST, LAST, STATE, Data, LoopConfig, train
+from s3l.train.loop import BEST, LAST, STATE, LoopConfig, train
 from s3l.train.optim import LinearSchedule
-from test_train_data import make_corpus
 
 Output = namedtuple("Output", "loss logs")
 CPU = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device="cpu")

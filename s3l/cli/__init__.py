@@ -47,6 +47,10 @@ def _register() -> None:
 
     app.command("analyze-units")(analyze_units)
 
+    from s3l.cli.pretrain import pretrain
+
+    app.command("pretrain")(pretrain)
+
     from s3l.cli.cluster import cluster
 
     app.command("cluster")(cluster)

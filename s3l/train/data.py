@@ -277,6 +277,24 @@ class LoadError:
     message: str
 
 
+@dataclass(frozen=True)
+class Data:
+    """One split ready for the loop: the dataset and this process's batch order."""
+
+    dataset: AudioDataset
+    order: BatchOrder
+
+
+def make_data(manifest: Manifest, labels: Sequence[FrameLabels | TokenLabels] = (), *, crop: bool, max_tokens: int,
+              max_sample_size: int, min_sample_size: int, seed: int, rank: int = 0, world: int = 1,
+              shuffle: bool = True) -> tuple[Data, Selection]:
+    """Select, bucket and shard one split (crop mode for pre-training, pad mode for fine-tuning)."""
+    sel = select(manifest, min_sample_size=min_sample_size, max_sample_size=max_sample_size, crop=crop)
+    batches = batch_by_size(sel, max_tokens, seed, manifest.source)
+    dataset = AudioDataset(manifest, labels, crop=crop, max_sample_size=max_sample_size, seed=seed)
+    return Data(dataset, BatchOrder(batches, seed=seed, rank=rank, world=world, shuffle=shuffle)), sel
+
+
 def _identity(x: object) -> object:
     return x
 

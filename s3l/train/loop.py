@@ -24,9 +24,10 @@ from torch import nn
 
 from s3l import distributed
 from s3l.checkpoint import load_checkpoint, load_state, save_state
+from s3l.cli.common import console_err
 from s3l.errors import S3LError
 from s3l.progress import progress
-from s3l.train.data import AudioDataset, Batch, BatchOrder, iterate, loader
+from s3l.train.data import Batch, Data, iterate, loader
 from s3l.train.log import JsonlLog, Meter, rng_state, seed_everything, set_rng_state
 from s3l.train.optim import adam, set_lr
 
@@ -50,12 +51,6 @@ class Task(Protocol):
 
     def save_model(self, path: Path, model: nn.Module, **meta: Any) -> None:
         """Write the model as an s3l safetensors checkpoint (``meta`` holds the update count)."""
-
-
-@dataclass(frozen=True)
-class Data:
-    dataset: AudioDataset
-    order: BatchOrder
 
 
 @dataclass(frozen=True)
@@ -284,12 +279,14 @@ def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.am
                   best=state["best"], bad_in_a_row=state["bad_in_a_row"], bad_total=state["bad_total"])
     if state["world_size"] == info.world_size:
         set_rng_state(state["rng"][info.rank])
-    else:  # the batch order per process differs: restart the epoch at the same global position
+    else:  # the batch order per process differs: continue the epoch from the same global position
         st.position = st.position * state["world_size"] // info.world_size
         seed_everything(st.num_updates * 1000 + info.rank)
         if info.is_main:
-            print(f"note: resuming with {info.world_size} processes instead of {state['world_size']}: "
-                  "the batch order and random state differ from an uninterrupted run")
+            console_err.print(f"note: resuming with {info.world_size} processes instead of {state['world_size']}: "
+                              "the batch order and random state differ from an uninterrupted run")
+    if info.is_main:
+        console_err.print(f"resuming from update {st.num_updates} (epoch {st.epoch}, batch {st.position})")
     return st
 
 

@@ -1,0 +1,373 @@
+"""``s3l pretrain``: wav2vec 2.0 (contrastive) or HuBERT pre-training on a manifest, through the shared loop.
+
+The run directory (``--out``) holds ``config.json`` (the effective configuration), ``train.jsonl`` /
+``valid.jsonl`` (metrics), ``checkpoint_last.safetensors`` + ``checkpoint_last.state.pt`` (resumable) and
+``checkpoint_best.safetensors`` (lowest validation loss), and ``summary.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from s3l.errors import S3LError
+
+RUN_FILES = ("config.json", "train.jsonl", "valid.jsonl", "summary.json", "checkpoint_last.safetensors",
+             "checkpoint_last.state.pt", "checkpoint_best.safetensors")
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """Optimisation and data settings of a preset (wav2vec 2.0 §4.2, HuBERT §IV-C, fairseq pre-training yamls).
+    ``max_tokens`` is per process and micro-batch: the papers' batches are max_tokens x GPUs (emulate GPUs with
+    ``update_freq``)."""
+
+    lr: float
+    warmup_updates: int  # 8 % of max_updates in both papers
+    max_updates: int
+    max_tokens: int  # samples per batch (batch size x cropped length)
+    max_sample_size: int = 250_000  # crop longer utterances (15.6 s)
+    min_sample_size: int = 32_000  # skip shorter ones (2 s)
+    clip_norm: float = 0.0  # 0 = none (fairseq's default; the wav2vec 2.0 yamls set none)
+    update_freq: int = 1
+    valid_interval: int = 10_000  # hubert_*.yaml validate_interval_updates
+    save_interval: int = 25_000  # save_interval_updates
+    log_interval: int = 200
+
+
+_TINY = Optimisation(lr=1e-3, warmup_updates=160, max_updates=2_000, max_tokens=192_000, max_sample_size=48_000,
+                     min_sample_size=8_000, valid_interval=200, save_interval=200, log_interval=10)
+OPTIMISATION: dict[tuple[str, str], Optimisation] = {
+    # CPU demo (not from the papers): 12 s of audio per batch, 3 s crops, 8 % warm-up; lr 1e-3 suits the small model.
+    ("tiny", "contrastive"): _TINY,
+    ("tiny", "hubert"): dataclasses.replace(_TINY, clip_norm=10.0),
+    # wav2vec 2.0 BASE (§4.2, wav2vec2_base_librispeech.yaml): peak 5e-4, 400k updates, 1.4M samples x 64 GPUs.
+    ("base", "contrastive"): Optimisation(lr=5e-4, warmup_updates=32_000, max_updates=400_000, max_tokens=1_400_000),
+    # wav2vec 2.0 LARGE on LV-60k (§4.2): peak 3e-4, 600k updates, 8 % warm-up, 1.2M samples x 128 GPUs, 20 s crops.
+    # (fairseq's wav2vec2_large_librivox.yaml says lr 0.005, 1M updates, 32k warm-up; the paper's values are used.)
+    ("large", "contrastive"): Optimisation(lr=3e-4, warmup_updates=48_000, max_updates=600_000,
+                                           max_tokens=1_200_000, max_sample_size=320_000),
+    # HuBERT BASE (§IV-C, hubert_base_librispeech.yaml): 5e-4, 400k updates (iteration 2), 32 GPUs, clip 10.
+    ("base", "hubert"): Optimisation(lr=5e-4, warmup_updates=32_000, max_updates=400_000, max_tokens=1_400_000,
+                                     clip_norm=10.0),
+    # HuBERT LARGE / X-LARGE (hubert_{large,xlarge}_librivox.yaml): 1.5e-3 / 3e-3, 128 / 256 GPUs, clip 1.
+    ("large", "hubert"): Optimisation(lr=1.5e-3, warmup_updates=32_000, max_updates=400_000, max_tokens=900_000,
+                                      clip_norm=1.0),
+    ("xlarge", "hubert"): Optimisation(lr=3e-3, warmup_updates=32_000, max_updates=400_000, max_tokens=360_000,
+                                       clip_norm=1.0),
+}
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything ``s3l pretrain`` needs. ``None`` means "the preset's value" (see :func:`resolve`)."""
+
+    objective: str  # "contrastive" or "hubert"
+    data: Path  # directory with {train_split}.tsv and {valid_split}.tsv
+    out: Path  # run directory
+    train_split: str = "train"
+    valid_split: str | None = "valid"  # None: no validation (and no checkpoint_best)
+    preset: str = "base"
+    labels: tuple[Path, ...] = ()  # HuBERT label directories ({split}.km, dict.km.txt, labels.json)
+    label_rate: tuple[float, ...] = ()  # Hz per label set (or one for all) when labels.json does not say
+    # model overrides (fairseq mask_prob convention: mask_prob = p * mask_length)
+    mask_prob: float | None = None
+    mask_length: int | None = None
+    masked_weight: float | None = None
+    model_args: tuple[tuple[str, str], ...] = ()  # any other ModelConfig field, as strings
+    # optimisation overrides
+    lr: float | None = None
+    warmup_updates: int | None = None
+    max_updates: int | None = None
+    max_tokens: int | None = None
+    max_sample_size: int | None = None
+    min_sample_size: int | None = None
+    clip_norm: float | None = None
+    update_freq: int | None = None
+    valid_interval: int | None = None
+    save_interval: int | None = None
+    log_interval: int | None = None
+    weight_decay: float = 0.01
+    max_bad_updates: int = 10
+    seed: int = 1
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    device: str = "auto"
+    num_workers: int = 1
+    resume: bool = False
+    force: bool = False
+
+
+def resolve(cfg: PretrainConfig, label_rates: tuple[float, ...] = ()) -> tuple[Any, Optimisation]:
+    """The effective model config and optimisation settings: the preset's, with the given overrides."""
+    from s3l.models import preset
+
+    if (cfg.preset, cfg.objective) not in OPTIMISATION:
+        preset(cfg.preset, cfg.objective)  # raises the models' own message for unknown names
+    model = preset(cfg.preset, cfg.objective)
+    changes: dict[str, Any] = parse_model_args(model, cfg.model_args)
+    for name in ("mask_prob", "mask_length", "masked_weight"):
+        if getattr(cfg, name) is not None:
+            changes[name] = getattr(cfg, name)
+    if label_rates:
+        changes["label_rates"] = label_rates
+    model = model.replace(**changes)
+    opt = OPTIMISATION[(cfg.preset, cfg.objective)]
+    opt = dataclasses.replace(opt, **{f.name: getattr(cfg, f.name) for f in fields(Optimisation)
+                                      if getattr(cfg, f.name) is not None})
+    if cfg.warmup_updates is None and cfg.max_updates is not None:  # keep the papers' 8 % warm-up
+        opt = dataclasses.replace(opt, warmup_updates=max(1, round(0.08 * opt.max_updates)))
+    for name in ("max_updates", "max_tokens", "update_freq", "valid_interval", "save_interval", "log_interval"):
+        if getattr(opt, name) < 1:
+            raise S3LError(f"--{name.replace('_', '-')} must be at least 1")
+    if opt.lr <= 0 or opt.warmup_updates < 0 or opt.clip_norm < 0:
+        raise S3LError("--lr must be positive, --warmup-updates and --clip-norm not negative")
+    if opt.max_sample_size > opt.max_tokens:
+        raise S3LError(f"--max-sample-size {opt.max_sample_size} exceeds --max-tokens {opt.max_tokens}: "
+                       "no batch could hold one utterance")
+    return model, opt
+
+
+def parse_model_args(model: Any, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``("dropout", "0.0")`` -> ``{"dropout": 0.0}``, typed after the field's current value."""
+    out: dict[str, Any] = {}
+    for key, text in pairs:
+        if not hasattr(model, key):
+            raise S3LError(f"--model-arg {key}: no such model config field")
+        cur = getattr(model, key)
+        try:
+            if isinstance(cur, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = text.lower() in ("true", "1")
+            elif isinstance(cur, tuple):
+                out[key] = tuple(type(cur[0])(v) for v in text.split(",")) if cur else tuple(text.split(","))
+            else:
+                out[key] = type(cur)(text)
+        except ValueError:
+            raise S3LError(f"--model-arg {key}={text}: expected a value like {cur!r}") from None
+    return out
+
+
+def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Pre-train and return the summary (also written to ``summary.json``)."""
+    import torch
+
+    from s3l import distributed
+    from s3l.manifest import load_split
+    from s3l.models import build_pretrain_model
+    from s3l.train.log import seed_everything
+    from s3l.train.loop import LAST, LoopConfig, train
+    from s3l.train.optim import LinearSchedule
+
+    if cfg.objective not in ("contrastive", "hubert"):
+        raise S3LError(f"--objective must be contrastive or hubert, got {cfg.objective!r}")
+    if cfg.objective == "contrastive" and cfg.labels:
+        raise S3LError("--labels are the targets of --objective hubert; contrastive pre-training needs none")
+    if cfg.objective == "hubert" and not cfg.labels:
+        raise S3LError("--objective hubert needs --labels DIR (unit files from `s3l cluster`)")
+    info = distributed.init(cfg.device)
+    try:
+        train_split = load_split(cfg.data, cfg.train_split)
+        valid_split = load_split(cfg.data, cfg.valid_split) if cfg.valid_split else None
+        rates = label_rates(cfg)
+        model_cfg, opt = resolve(cfg, rates)
+        precision = _precision(cfg.precision, info.device)
+        _prepare_out(cfg, info.is_main)
+        train_data, valid_data, num_classes, report = _build_data(cfg, opt, rates, train_split, valid_split, info)
+        if cfg.resume:
+            _check_resume(cfg.out / LAST, model_cfg)
+        if info.is_main:
+            _announce(cfg, model_cfg, opt, precision, info, report)
+        seed_everything(cfg.seed)  # the same initial weights in every process
+        model = build_pretrain_model(model_cfg, num_classes or None)
+        loop_cfg = LoopConfig(
+            max_updates=opt.max_updates, schedule=LinearSchedule(opt.lr, opt.warmup_updates, opt.max_updates),
+            update_freq=opt.update_freq, clip_norm=opt.clip_norm, weight_decay=cfg.weight_decay,
+            precision=precision, valid_interval=opt.valid_interval, save_interval=opt.save_interval,
+            log_interval=opt.log_interval, max_bad_updates=cfg.max_bad_updates, seed=cfg.seed,
+            num_workers=cfg.num_workers, resume=cfg.resume,
+            find_unused_parameters=model_cfg.encoder_layerdrop > 0 or model_cfg.feature_grad_mult == 0,
+        )
+        if info.device == "cpu" and info.distributed:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+        summary = train(model, PretrainTask(), train_data, valid_data, loop_cfg, cfg.out, info)
+        summary["objective"], summary["preset"] = cfg.objective, cfg.preset
+        if info.is_main:
+            from s3l.fileio import atomic_write_text
+
+            atomic_write_text(cfg.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            _print_summary(summary, cfg.out)
+        return summary
+    finally:
+        distributed.shutdown()
+
+
+class PretrainTask:
+    """The pre-training objective as a loop :class:`~s3l.train.loop.Task`: the model computes its own loss."""
+
+    metric = "loss"
+
+    def train_step(self, model: Any, batch: Any) -> tuple[Any, dict[str, float]]:
+        out = model(batch.wave, batch.lengths, batch.targets or None)
+        return out.loss, out.logs
+
+    def valid_step(self, model: Any, batch: Any) -> dict[str, float]:
+        out = model(batch.wave, batch.lengths, batch.targets or None)
+        logs = {k: v for k, v in out.logs.items() if k != "loss"}
+        return {"batches": 1.0, "loss": float(out.loss), **logs}
+
+    def reduce(self, sums: dict[str, float]) -> dict[str, float]:
+        n = max(sums.get("batches", 0.0), 1.0)
+        return {k: v / n for k, v in sums.items() if k != "batches"}
+
+    def save_model(self, path: Path, model: Any, **meta: Any) -> None:
+        from s3l.models import save_model
+
+        save_model(path, model, **meta)
+
+
+def label_rates(cfg: PretrainConfig) -> tuple[float, ...]:
+    """The rate of each label set: ``labels.json`` (written by ``s3l cluster``), else ``--label-rate``."""
+    if not cfg.labels:
+        return ()
+    given = cfg.label_rate
+    if given and len(given) not in (1, len(cfg.labels)):
+        raise S3LError(f"--label-rate lists {len(given)} rates for {len(cfg.labels)} label directories")
+    rates = []
+    for i, d in enumerate(cfg.labels):
+        want = given[i if len(given) > 1 else 0] if given else None
+        recorded = None
+        meta = Path(d) / "labels.json"
+        if meta.is_file():
+            try:
+                recorded = float(json.loads(meta.read_text(encoding="utf-8"))["label_rate"])
+            except (ValueError, KeyError, TypeError):
+                raise S3LError(f"{meta}: no readable label_rate") from None
+        if recorded is not None and want is not None and abs(recorded - want) > 1e-6:
+            raise S3LError(f"--label-rate {want:g} contradicts {meta} (label_rate {recorded:g})")
+        rate = recorded if recorded is not None else want
+        if rate is None:
+            raise S3LError(f"{d}: no labels.json says the label rate; pass --label-rate (100 for MFCC units, 50 for "
+                           "transformer-layer units)")
+        rates.append(rate)
+    return tuple(rates)
+
+
+def _build_data(cfg: PretrainConfig, opt: Optimisation, rates: tuple[float, ...], train_split: Any,
+                valid_split: Any, info: Any) -> tuple[Any, Any, list[int], dict[str, Any]]:
+    from s3l.audio import SAMPLE_RATE
+    from s3l.train.data import make_data, read_frame_labels
+
+    report: dict[str, Any] = {}
+    out = []
+    num_classes: list[int] = []
+    for name, split in (("train", train_split), ("valid", valid_split)):
+        if split is None:
+            out.append(None)
+            continue
+        m = split.manifest
+        labels = [read_frame_labels(Path(d) / f"{m.source.stem}.km", Path(d) / "dict.km.txt", m, r)
+                  for d, r in zip(cfg.labels, rates)]
+        num_classes = num_classes or [lab.num_classes for lab in labels]
+        data, sel = make_data(m, labels, crop=True, max_tokens=opt.max_tokens, max_sample_size=opt.max_sample_size,
+                              min_sample_size=opt.min_sample_size, seed=cfg.seed, rank=info.rank,
+                              world=info.world_size, shuffle=name == "train")
+        report[f"{name}_utterances"] = len(sel.indices)
+        report[f"{name}_hours"] = round(float(sum(m.sizes[i] for i in sel.indices)) / SAMPLE_RATE / 3600, 3)
+        report[f"{name}_batches"] = len(data.order.batches)
+        if sel.too_short:
+            report[f"{name}_skipped_short"] = sel.too_short
+        out.append(data)
+    return out[0], out[1], num_classes, report
+
+
+def _precision(precision: str, device: str) -> str:
+    import torch
+
+    if precision == "auto":
+        if not device.startswith("cuda"):
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise S3LError(f"unknown --precision {precision!r} (auto, fp32, bf16 or fp16)")
+    if precision != "fp32" and not device.startswith("cuda"):
+        raise S3LError(f"--precision {precision} needs a CUDA device; on CPU training runs in fp32")
+    return precision
+
+
+def _prepare_out(cfg: PretrainConfig, is_main: bool) -> None:
+    from s3l import distributed
+
+    existing = [n for n in RUN_FILES if (cfg.out / n).exists()]
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise S3LError(f"{cfg.out}: --out exists and is not a directory")
+    if existing and not cfg.resume and not cfg.force:
+        raise S3LError(f"{cfg.out}: holds a run ({existing[0]}); pass --resume to continue it or --force to start over")
+    missing = [n for n in ("checkpoint_last.safetensors", "checkpoint_last.state.pt") if not (cfg.out / n).is_file()]
+    if cfg.resume and missing:
+        raise S3LError(f"{cfg.out}: nothing to resume ({missing[0]} not found); drop --resume to start anew")
+    if is_main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        if cfg.force and not cfg.resume:
+            for n in existing:
+                (cfg.out / n).unlink()
+    distributed.barrier()
+
+
+def _check_resume(last: Path, model_cfg: Any) -> None:
+    from s3l.checkpoint import read_metadata
+
+    if not last.is_file():
+        return  # the loop names what is missing
+    saved = read_metadata(last).get("config", {})
+    now = model_cfg.to_dict()
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if diff:
+        raise S3LError(f"{last}: the model config differs from this command's in {', '.join(diff)}; resume with "
+                       "the same --preset and model options")
+
+
+def _announce(cfg: PretrainConfig, model_cfg: Any, opt: Optimisation, precision: str, info: Any,
+              report: dict[str, Any]) -> None:
+    """Print the effective configuration and write it to config.json."""
+    from rich.table import Table
+
+    from s3l.cli.common import console
+    from s3l.fileio import atomic_write_text
+
+    run = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "labels" else v)
+           for k, v in dataclasses.asdict(cfg).items()}
+    doc = {"pretrain": run, "optimisation": dataclasses.asdict(opt), "precision": precision,
+           "world_size": info.world_size, "device": info.device, "data": report, "model": model_cfg.to_dict()}
+    atomic_write_text(cfg.out / "config.json", json.dumps(doc, indent=2) + "\n")
+    table = Table(title=f"s3l pretrain ({cfg.objective}, preset {cfg.preset})", show_header=False)
+    for k, v in {**dataclasses.asdict(opt), "precision": precision, "processes": info.world_size,
+                 "device": info.device, **report}.items():
+        table.add_row(k, str(v))
+    for k in ("encoder_layers", "encoder_embed_dim", "mask_prob", "mask_length", "encoder_layerdrop"):
+        table.add_row(f"model.{k}", str(getattr(model_cfg, k)))
+    console.print(table)
+    console.print(f"effective configuration: {cfg.out / 'config.json'}")
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    from s3l.cli.common import console
+
+    table = Table(title="pre-training done")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("updates", str(summary["num_updates"]))
+    table.add_row("skipped (non-finite)", str(summary["bad_updates"]))
+    if summary["best"] is not None:
+        table.add_row(f"best valid {summary['metric']}", f"{summary['best']:.4f}")
+    for k, v in summary["valid"].items():
+        table.add_row(f"last valid {k}", f"{v:.4g}")
+    table.add_row("train time", f"{summary['train_seconds']:.0f} s")
+    console.print(table)
+    console.print(f"checkpoints and logs in {out}")
