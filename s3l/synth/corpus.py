@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import multiprocessing as mp
 import random
 import time
@@ -122,6 +123,12 @@ def _specs(split: str, group: str, speakers: list[Speaker], grammar: Grammar, se
         yield UttSpec(f"{split}/{spk.id}-{i:06d}.flac", text, spk, utterance_seed(seed, split, i)), words
 
 
+def shard_size(target_seconds: float) -> int:
+    """Utterances per shard: :data:`SHARD_SIZE`, fewer for splits under ~80 s (a tiny split then synthesises
+    little beyond its target). It depends on the target only, never on the number of workers."""
+    return min(SHARD_SIZE, max(4, math.ceil(target_seconds / 2.5)))
+
+
 class _Synthesizer:
     """Runs each shard in a fresh process, ``workers`` at a time, and keeps utterances up to a target.
 
@@ -169,11 +176,12 @@ class _Synthesizer:
     def run(self, specs: Iterator[tuple[UttSpec, str]], target_seconds: float, advance) -> list[_Utt]:
         kept: list[_Utt] = []
         total = 0.0
+        size = shard_size(target_seconds)
         pending: deque = deque()
         exhausted = False
         while True:
             while not exhausted and len(pending) < self.workers:
-                shard = list(itertools.islice(specs, SHARD_SIZE))
+                shard = list(itertools.islice(specs, size))
                 pending.append((shard, self._start([s for s, _ in shard])))
             if not pending:
                 return kept
@@ -206,8 +214,9 @@ def build_corpus(cfg: SynthConfig) -> dict:
     out = Path(cfg.out_dir)
     prepare_outputs(out, planned_outputs(out), cfg.force)
     audio_root = out / "audio"
-    for old in audio_root.glob("*/*.flac"):  # only reachable with --force: the previous corpus's audio
-        old.unlink()
+    for split in ("train", "train-1h", "dev", "test"):  # only reachable with --force: the previous corpus's audio
+        for old in (audio_root / split).glob("*.flac"):
+            old.unlink()
 
     accents, variants = list_accents(data_dir), list_variants(data_dir)
     groups = allocate_speakers(accents, variants, SPEAKER_SHARES, random.Random(f"{cfg.seed}/speakers"))

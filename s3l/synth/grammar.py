@@ -19,76 +19,9 @@ from dataclasses import dataclass
 
 from s3l.synth import numbers as num
 from s3l.synth import vocab as V
+from s3l.synth.lexicon import Noun, Verb, article, nouns, verbs
 
 MIN_WORDS, MAX_WORDS = 3, 25
-
-
-@dataclass(frozen=True)
-class Noun:
-    sg: str
-    pl: str
-
-
-@dataclass(frozen=True)
-class Verb:
-    base: str
-    s: str  # third person singular present
-    past: str
-    pp: str  # past participle
-    ing: str
-
-
-def plural(word: str) -> str:
-    if word.endswith(("s", "x", "z", "ch", "sh")):
-        return word + "es"
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + "s"
-
-
-def noun(entry: str) -> Noun:
-    sg, _, pl = entry.partition("/")
-    return Noun(sg, pl or plural(sg))
-
-
-def verb(entry: str) -> Verb:
-    """``base[/past[/participle[/ing]]]``; missing forms follow the regular spelling rules."""
-    forms = entry.split("/")
-    base = forms[0]
-    if len(forms) > 1:
-        past = forms[1]
-    elif base.endswith("e"):
-        past = base + "d"
-    elif base.endswith("y") and base[-2] not in "aeiou":
-        past = base[:-1] + "ied"
-    else:
-        past = base + "ed"
-    pp = forms[2] if len(forms) > 2 else past
-    if len(forms) > 3:
-        ing = forms[3]
-    elif past == base + base[-1] + "ed":  # stop/stopped -> stopping
-        ing = base + base[-1] + "ing"
-    elif base.endswith("ie"):
-        ing = base[:-2] + "ying"
-    elif base.endswith("e") and not base.endswith(("ee", "ye", "oe")) and len(base) > 2:
-        ing = base[:-1] + "ing"
-    else:
-        ing = base + "ing"
-    if base.endswith(("s", "x", "z", "ch", "sh", "o")):
-        s = base + "es"
-    elif base.endswith("y") and base[-2] not in "aeiou":
-        s = base[:-1] + "ies"
-    else:
-        s = base + "s"
-    return Verb(base, s, past, pp, ing)
-
-
-def _nouns(entries: Sequence[str]) -> tuple[Noun, ...]:
-    return tuple(noun(e) for e in dict.fromkeys(entries))
-
-
-def _verbs(entries: Sequence[str]) -> tuple[Verb, ...]:
-    return tuple(verb(e) for e in dict.fromkeys(entries))
 
 
 @dataclass
@@ -107,26 +40,21 @@ MODALS = (("can", "cannot", "can't"), ("could", "could not", "couldn't"), ("shou
 SUBORDINATORS = ("when", "because", "after", "before", "while", "although", "if", "as soon as", "until", "since")
 TENSES = (("past", 30), ("present", 18), ("future", 10), ("modal", 10), ("prog", 10), ("past_prog", 8),
           ("perfect", 8), ("going_to", 6))  # fmt: skip
-_AN_EXCEPTIONS = {"uniform", "university", "unit", "useful", "usual", "union", "unique", "one", "once", "european"}
-
-
-def article(word: str) -> str:
-    return "an" if (word[0] in "aeio" or word[0] == "u" and word not in _AN_EXCEPTIONS or word == "hour") else "a"
 
 
 class Grammar:
     """The sentence generator; one instance can be shared (all randomness comes from the ``rng`` argument)."""
 
     def __init__(self) -> None:
-        self.people, self.jobs = _nouns(V.PEOPLE), _nouns(V.JOBS)
-        self.animals, self.objects, self.texts = _nouns(V.ANIMALS), _nouns(V.OBJECTS), _nouns(V.TEXTS)
-        self.food, self.places, self.vehicles = _nouns(V.FOOD_COUNT), _nouns(V.PLACES), _nouns(V.VEHICLES)
-        self.events = _nouns(V.EVENTS)
-        self.v_object, self.v_text, self.v_food = _verbs(V.V_OBJECT), _verbs(V.V_TEXT), _verbs(V.V_FOOD)
-        self.v_person, self.v_animal, self.v_place = _verbs(V.V_PERSON), _verbs(V.V_ANIMAL), _verbs(V.V_PLACE)
-        self.v_intrans, self.v_motion = _verbs(V.V_INTRANS), _verbs(V.V_MOTION)
-        self.v_animal_intrans, self.v_clause = _verbs(V.V_ANIMAL_INTRANS), _verbs(V.V_CLAUSE)
-        self.v_percept = _verbs(V.V_PERCEPT)
+        self.people, self.jobs = nouns(V.PEOPLE), nouns(V.JOBS)
+        self.animals, self.objects, self.texts = nouns(V.ANIMALS), nouns(V.OBJECTS), nouns(V.TEXTS)
+        self.food, self.places, self.vehicles = nouns(V.FOOD_COUNT), nouns(V.PLACES), nouns(V.VEHICLES)
+        self.events = nouns(V.EVENTS)
+        self.v_object, self.v_text, self.v_food = verbs(V.V_OBJECT), verbs(V.V_TEXT), verbs(V.V_FOOD)
+        self.v_person, self.v_animal, self.v_place = verbs(V.V_PERSON), verbs(V.V_ANIMAL), verbs(V.V_PLACE)
+        self.v_intrans, self.v_motion = verbs(V.V_INTRANS), verbs(V.V_MOTION)
+        self.v_animal_intrans, self.v_clause = verbs(V.V_ANIMAL_INTRANS), verbs(V.V_CLAUSE)
+        self.v_percept = verbs(V.V_PERCEPT)
 
     def sentence(self, rng: random.Random) -> str:
         """One sentence of 3-25 words, capitalised and punctuated."""

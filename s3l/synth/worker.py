@@ -2,7 +2,8 @@
 
 libespeak-ng keeps voice state between utterances (its pitch-flutter phase, gain control and echo buffer), so an
 utterance's samples depend on everything synthesised before it in the same process. The corpus builder therefore
-cuts every split into fixed shards of :data:`SHARD_SIZE` utterances and synthesises each shard in a new process
+cuts every split into fixed shards of :data:`SHARD_SIZE` utterances (fewer for tiny splits, see
+:func:`s3l.synth.corpus.shard_size`) and synthesises each shard in a new process
 (a ``forkserver`` child that never loaded the library before): the output is a function of the seed alone, for
 any number of workers, and byte-identical between runs.
 
