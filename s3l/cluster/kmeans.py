@@ -39,6 +39,8 @@ PAPER_MINIBATCH = dict(init="k-means++", max_iter=100, batch_size=10000, compute
 # k-means++ runs on a random sample of INIT_PER_CLUSTER * K frames (at least INIT_MIN, at most all of them).
 INIT_PER_CLUSTER = 40
 INIT_MIN = 10_000
+# On CPU, larger chunks than this gain nothing (the (rows, K) distance block stops fitting in cache).
+CPU_MAX_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ def fit_lloyd(store: FeatureStore, k: int, *, cols: tuple[int, int] | None = Non
     if total < k:
         raise S3LError(f"the fit sample has {total} frames, fewer than K={k} clusters; raise --sample-pct")
     rows = chunk_rows(max_memory_bytes, k, d)
+    if device == "cpu":
+        rows = min(rows, CPU_MAX_ROWS)
     centroids = _init_centroids(store, k, cols, total, rows, seed, device)
     prev = math.inf
     it = 0

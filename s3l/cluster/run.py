@@ -49,6 +49,7 @@ from s3l.manifest import Manifest, load_split
 from s3l.progress import progress
 
 SUMMARY_VERSION = 1
+LABEL_ROWS = 1 << 15  # frames assigned per matrix product when labelling (fewer if --max-memory demands)
 
 
 @dataclass(frozen=True)
@@ -309,22 +310,38 @@ def _label_split(cfg: ClusterConfig, split: str, manifest: Manifest, extractor: 
     part_files = [parts_dir / f"{ls.name or 'top'}.{split}.{info.rank}" for ls in sets]
     handles = [open(p, "w", encoding="utf-8") for p in part_files]
     task = bar.add_task(f"labels ({split})", total=len(machine))
-    pending: dict[int, list[str]] = {}
+    pending: dict[int, list[str]] = {}  # finished lines waiting for earlier utterances (tsv order)
     nxt = 0
+    buf: list[tuple[int, np.ndarray]] = []  # features assigned together: one matrix product per label set
+    limit = min(km.chunk_rows(cfg.max_memory_gb * 2**30, max(s.k for s in sets), spec.dim), LABEL_ROWS)
+
+    def flush() -> None:
+        nonlocal nxt
+        x = torch.from_numpy(np.concatenate([f for _, f in buf])).to(info.device)  # (sum T, D)
+        cuts = np.cumsum([len(f) for _, f in buf])[:-1]
+        per_set = []
+        for c, c_norm, cols in cents:
+            xs = x[:, cols[0]:cols[1]].contiguous() if cols else x
+            per_set.append(np.split(km.assign(xs, c, c_norm)[0].cpu().numpy(), cuts))
+        for j, (utt, _) in enumerate(buf):
+            pending[utt] = [" ".join(map(str, labels[j].tolist())) for labels in per_set]
+        buf.clear()
+        while nxt < len(mine) and mine[nxt] in pending:
+            for h, line in zip(handles, pending.pop(mine[nxt])):
+                h.write(line + "\n")
+            nxt += 1
+
     try:
+        rows = 0
         for utt, feat in iter_features(manifest, mine, extractor, cached=cache,
                                        on_done=lambda n: bar.advance(task, n * info.world_size)):
-            x = torch.from_numpy(feat).to(info.device)  # (T, D)
-            lines = []
-            for c, c_norm, cols in cents:
-                xs = x[:, cols[0]:cols[1]].contiguous() if cols else x
-                labels, _ = km.assign(xs, c, c_norm)
-                lines.append(" ".join(map(str, labels.tolist())))
-            pending[utt] = lines
-            while nxt < len(mine) and mine[nxt] in pending:  # write in tsv order
-                for h, line in zip(handles, pending.pop(mine[nxt])):
-                    h.write(line + "\n")
-                nxt += 1
+            buf.append((utt, feat))
+            rows += len(feat)
+            if rows >= limit:
+                flush()
+                rows = 0
+        if buf:
+            flush()
     finally:
         for h in handles:
             h.close()
