@@ -220,6 +220,7 @@ class _Source:
             em = load_emissions(emissions_path(self.cfg.emissions, name), split.manifest)
             self.forward_seconds[name] = float(em.meta.get("forward_seconds", float("nan")))
             return em.subset(shard)
+        self._load_model()  # not part of the forward time
         start = time.perf_counter()
         em = self._forward(split, list(shard), name)
         seconds = max(distributed.gather_objects(time.perf_counter() - start))
