@@ -68,7 +68,7 @@ def model_from_meta(meta: dict[str, Any], where: str = "checkpoint") -> nn.Modul
 
 
 def load_model(path: str | Path) -> nn.Module:
-    """Load an s3l checkpoint (later also fairseq ``.pt`` and Hugging Face directories) in eval mode, on CPU."""
+    """Load an s3l checkpoint, a fairseq ``.pt`` or a Hugging Face directory (:mod:`s3l.convert`) in eval mode."""
     path = Path(path)
     if path.is_dir() or path.suffix in (".pt", ".pth", ".bin"):
         return _load_foreign(path)
@@ -85,7 +85,7 @@ def load_model(path: str | Path) -> nn.Module:
 
 def _load_foreign(path: Path) -> nn.Module:
     try:
-        from s3l.models import convert  # type: ignore[attr-defined]
+        from s3l import convert  # fairseq / Hugging Face import lives in s3l/convert/
     except ImportError:
         raise S3LError(f"{path}: not an s3l checkpoint (fairseq / Hugging Face import is not available)") from None
     return convert.load_foreign(path).eval()
