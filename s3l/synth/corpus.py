@@ -178,9 +178,9 @@ class _Synthesizer:
         total = 0.0
         size = shard_size(target_seconds)
         pending: deque = deque()
-        exhausted = False
+        reached = False
         while True:
-            while not exhausted and len(pending) < self.workers:
+            while not reached and len(pending) < self.workers:
                 shard = list(itertools.islice(specs, size))
                 pending.append((shard, self._start([s for s, _ in shard])))
             if not pending:
@@ -195,7 +195,7 @@ class _Synthesizer:
                 kept.append(_Utt(spec, words, res))
                 advance(min(seconds, target_seconds - total))
                 total += seconds
-            exhausted = total >= target_seconds
+            reached = total >= target_seconds
 
     def close(self) -> None:
         """Stop shards still running (after an error or an interrupt)."""
@@ -230,7 +230,7 @@ def build_corpus(cfg: SynthConfig) -> dict:
         with progress() as bar:
             task = bar.add_task("synthesising", total=round(sum(t for *_, t in plan)))
             for split, group, target in plan:
-                bar.update(task, description=f"synthesising {split}")
+                bar.update(task, description=f"synthesising {split} (seconds of audio)")
                 specs = _specs(split, group, groups[group], grammar, cfg.seed)
                 utts[split] = synth.run(specs, target, lambda s: bar.advance(task, s))
             wall = time.perf_counter() - t0
