@@ -55,6 +55,10 @@ def _register() -> None:
 
     app.command("cluster")(cluster)
 
+    from s3l.cli.export import export
+
+    app.command("export")(export)
+
 
 _register()
 
