@@ -12,7 +12,7 @@ def synth(
     hours: float = typer.Option(..., "--hours", help="Hours of unlabeled audio in the train split."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives byte-identical audio and manifests."),
     labeled_scale: float = typer.Option(1.0, "--labeled-scale", help="Scale of the labeled fine-tuning splits: "
-                                        "train-1h gets 60 min x F and train-10min 10 min x F."),
+                                        "train-1h holds 60 min and train-10min 10 min times this."),
     dev_minutes: float = typer.Option(10.0, "--dev-minutes", help="Minutes of audio in dev."),
     test_minutes: float = typer.Option(10.0, "--test-minutes", help="Minutes of audio in test."),
     lm_sentences: int = typer.Option(50_000, "--lm-sentences", help="Sentences in lm.txt (grammar text that "
@@ -22,8 +22,7 @@ def synth(
 ) -> None:
     """Synthesise speech with espeak-ng: many accents and voices, exact phone alignments, an LM text.
 
-    Writes train (unlabeled), train-10min and train-1h (labeled; 10min is the start of 1h), dev and test
-    manifests with .phn alignments, dict.ltr.txt, lm.txt and synth.json into --out.
+    Writes train (unlabeled), train-1h, train-10min (its start), dev, test (labeled), lm.txt, synth.json.
     """
     from s3l.synth.corpus import SynthConfig, build_corpus
 
