@@ -311,3 +311,23 @@ def test_cli_needs_something_to_do(tmp_path):
     assert isinstance(res.exception, S3LError) and "nothing to analyse" in str(res.exception)
     res = CliRunner().invoke(app, ["analyze-units", "--out", str(tmp_path), "--units", str(tmp_path / "a.km")])
     assert isinstance(res.exception, S3LError) and "--phones" in str(res.exception)
+
+
+def test_cli_reads_recorded_label_rate(tmp_path):
+    # 100 Hz units recorded by `s3l cluster` in labels.json: no repetition against 100 Hz phones
+    km = _write(tmp_path / "dev.km", ["0 0 1 1 1", "1 0"])
+    phn = _write(tmp_path / "dev.phn", ["a a b b b", "b a"])
+    (tmp_path / "labels.json").write_text(json.dumps({"format_version": 1, "label_rate": 100, "k": 2}))
+    out = tmp_path / "r"
+    args = ["analyze-units", "--units", str(km), "--phones", str(phn), "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["unit_rate"] == 100 and m["unit_rate_source"].endswith("labels.json") and m["frames"] == 7
+    assert m["pnmi"] == pytest.approx(1.0)
+    # an explicit --unit-rate that contradicts the record is refused
+    res = CliRunner().invoke(app, [*args, "--unit-rate", "50", "--force"])
+    assert isinstance(res.exception, S3LError) and "records a label rate of 100 Hz" in str(res.exception)
+    (tmp_path / "labels.json").write_text("{not json")
+    res = CliRunner().invoke(app, [*args, "--force"])
+    assert isinstance(res.exception, S3LError) and "labels.json" in str(res.exception)
