@@ -130,8 +130,8 @@ def test_identity_projection_and_normalisation(tmp_path: Path) -> None:
     with torch.no_grad():
         ref = hf.wav2vec2(normalised, output_hidden_states=True).hidden_states
         ours = model.hidden_states(wave[None])
-    # transformers normalises with variance epsilon 1e-7, s3l with 1e-5
-    assert max(float((a - b).abs().max()) for a, b in zip(ref[:-1], ours[:-1])) <= 1e-3
+    # transformers normalises with variance epsilon 1e-7, s3l with 1e-5 (a difference of ~2e-5 here)
+    assert max(float((a - b).abs().max()) for a, b in zip(ref[:-1], ours[:-1])) <= TOL
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         back = load_model(tmp_path)  # identity projection dropped again, nothing freshly initialised

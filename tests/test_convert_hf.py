@@ -173,8 +173,8 @@ def test_do_normalize_moves_into_the_model(tmp_path: Path) -> None:
     with torch.no_grad():
         ref = hf_model(normalised, output_hidden_states=True).hidden_states
         ours = model.hidden_states(wave[None])
-    # HF normalises with variance epsilon 1e-7, s3l with 1e-5: equal to ~1e-5 relative on unit-variance input
-    assert max(float((a - b).abs().max()) for a, b in zip(ref[:-1], ours[:-1])) <= 1e-3
+    # HF normalises with variance epsilon 1e-7, s3l with 1e-5: a difference of ~2e-5 here
+    assert max(float((a - b).abs().max()) for a, b in zip(ref[:-1], ours[:-1])) <= TOL
 
 
 def test_errors_name_the_path(tmp_path: Path) -> None:

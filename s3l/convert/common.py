@@ -189,8 +189,8 @@ def build_model(
         raise S3LError(f"{where}: weight {absent[0]!r} is missing")
     if missing:  # build for real so the heads get their usual initialisation
         model = _factory(kind, cfg, num_classes, vocab)
-        heads = sorted({k.split(".")[0] for k in missing})
-        warnings.warn(f"{where}: the checkpoint has no {', '.join(heads)} weights; they are freshly initialised",
+        parts = sorted({k if k.startswith("backbone.") else k.split(".")[0] for k in missing})
+        warnings.warn(f"{where}: the checkpoint has no {', '.join(parts)} weights; they are freshly initialised",
                       stacklevel=3)
     try:
         model.load_state_dict(state, strict=not missing, assign=not missing)

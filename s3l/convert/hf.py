@@ -25,10 +25,12 @@ Weights: ``feature_extractor.conv_layers.N.{conv,layer_norm}`` -> ``conv_layers.
 ``lm_head`` -> ``proj``. CTC vocabulary: ``vocab.json`` by id, the ``pad_token_id`` token (HF's CTC blank) renamed
 ``<blank>`` and moved to index 0 together with its output row.
 
-Hidden states. HF's ``output_hidden_states`` list has the same layout as s3l's ``hidden_states`` (index 0 = the
-transformer input, n = block n) except for pre-LN models (``do_stable_layer_norm``), where HF applies the final
-encoder LayerNorm to its last entry: there HF ``hidden_states[-1]`` equals
-``model.backbone.encoder.layer_norm(s3l_states[-1])`` (= the encoder output), and the other entries are equal.
+Hidden states. HF's ``output_hidden_states`` list has the layout of s3l's ``hidden_states``: index 0 = the
+transformer input (after the LayerNorm of post-LN models, before any block), n = the output of block n. For pre-LN
+models (``do_stable_layer_norm``) the final encoder LayerNorm is not part of s3l's list (as in fairseq's and
+torchaudio's layer outputs); it is applied in HF's ``last_hidden_state`` and s3l's ``backbone(wave).x``. transformers
+5 records the raw block outputs, so both lists are equal; transformers 4.x replaced the last entry of a pre-LN
+model by ``last_hidden_state``, i.e. ``model.backbone.encoder.layer_norm(s3l_states[-1])``.
 
 Export (:func:`export_hf`) writes the same layout back (see its docstring).
 """
