@@ -354,3 +354,15 @@ def test_not_fairseq_checkpoints(tmp_path: Path) -> None:
     extra = dict(fs.state_dict(), **{"target_glu.0.weight": torch.zeros(2)})
     with pytest.raises(S3LError, match="unexpected weight 'target_glu.0.weight'"):
         load_fairseq(tmp_path / "x.pt", {"model": extra, "cfg": _cfg("wav2vec2", "group_norm", False)})
+
+
+def test_fp16_checkpoint_loads_as_float32(tmp_path: Path) -> None:
+    fs = _random(Wav2Vec2Model()).eval()
+    half = {k: v.half() for k, v in fs.state_dict().items()}
+    torch.save({"model": half, "cfg": _cfg("wav2vec2", "group_norm", False)}, tmp_path / "fp16.pt")
+    model = load_model(tmp_path / "fp16.pt")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert torch.equal(model.state_dict()["backbone.encoder.layers.1.fc2.weight"],
+                       half["encoder.layers.1.fc2.weight"].float())
+    fs.load_state_dict({k: v.float() for k, v in half.items()})
+    _compare(import_fairseq_model(fs).eval(), model, torch.randn(1, 4000))
