@@ -97,7 +97,7 @@ class ModelConfig:
             _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1], got {v}")
         for name in ("mask_prob", "mask_channel_prob"):
             v = getattr(self, name)
-            _check(0.0 <= v < 1.0 + 1e-9, f"{name} must be in [0, 1) (fairseq convention: p * span length), got {v}")
+            _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1] (fairseq convention: p * span length), got {v}")
         _check(self.mask_length >= 1 and self.mask_channel_length >= 1, "mask lengths must be >= 1")
         _check(self.feature_grad_mult >= 0.0, "feature_grad_mult must be >= 0")
         _check(self.logit_temp > 0.0, "logit_temp must be > 0")
@@ -238,7 +238,7 @@ class FinetunePreset:
 
 # fairseq's wav2vec_ctc defaults applied on top of the pre-trained config when fine-tuning (finetuning/base_*.yaml):
 # no dropout except 0.1 after the FFN activation, frozen feature encoder.
-_FT_DROPOUTS = {
+_FT_OVERRIDES = {
     "dropout": 0.0,
     "attention_dropout": 0.0,
     "activation_dropout": 0.1,
@@ -257,7 +257,7 @@ def _ft(name: str, p_time: float, p_channel: float, layerdrop: float, updates: i
         encoder_layerdrop=layerdrop,
         updates=updates,
         freeze_updates=freeze,
-        overrides=dict(_FT_DROPOUTS),
+        overrides=dict(_FT_OVERRIDES),
     )
 
 
