@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -21,6 +20,7 @@ import numpy as np
 
 from s3l.audio import ENCODER_HOP, MIN_SAMPLES, PHONE_HOP, SAMPLE_RATE
 from s3l.checkpoint import file_hash
+from s3l.cluster.threads import bounded_map, cpu_workers
 from s3l.errors import S3LError
 from s3l.manifest import Manifest
 
@@ -92,40 +92,22 @@ class FeatureSpec:
 
 
 class MfccExtractor:
-    """Utterances in parallel on a thread pool, each computed with one intra-op thread.
-
-    ``kaldi.mfcc`` takes one waveform at a time and its tensors are small: torch's intra-op threads cost more than
-    they save (15x slower with 2 threads on a busy 2-core machine), while separate utterances on separate threads
-    (torch releases the GIL) scale with the cores.
-    """
+    """Utterances in parallel on single-threaded worker threads (see :mod:`s3l.cluster.threads`): ``kaldi.mfcc``
+    takes one waveform at a time and its tensors are too small for torch's intra-op threads."""
 
     def __init__(self, workers: int | None = None) -> None:
-        import torch
-
         self.spec = FeatureSpec(feature="mfcc", dim=MFCC_DIM, label_rate=MFCC_RATE)
-        self.workers = max(1, workers or torch.get_num_threads())
-        self._pool: ThreadPoolExecutor | None = None
+        self.workers = workers or cpu_workers()
 
     def plan(self, indices: Sequence[int], sizes: Sequence[int]) -> list[list[int]]:
         step = 4 * self.workers
         return [list(indices[i:i + step]) for i in range(0, len(indices), step)]
 
     def extract(self, manifest: Manifest, batch: Sequence[int]) -> list[torch.Tensor]:
-        return list(self._map(lambda i: mfcc(manifest.load(i)), batch))
+        return list(bounded_map(lambda i: mfcc(manifest.load(i)), batch, self.workers))
 
     def __call__(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        return list(self._map(mfcc, waves))
-
-    def _map(self, fn, items):
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, initializer=_one_thread, thread_name_prefix="s3l-mfcc")
-        return self._pool.map(fn, items)
-
-
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # per OS thread: the caller's own setting is unchanged
+        return list(bounded_map(mfcc, waves, self.workers))
 
 
 class LayerExtractor:

@@ -14,6 +14,7 @@ every sampled frame into RAM; it is kept to compare against.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from s3l import distributed as dist
+from s3l.cluster.threads import bounded_map, cpu_workers, single_threaded
 from s3l.errors import S3LError
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ ALGOS = ("lloyd", "sklearn-minibatch")
 PAPER_MINIBATCH = dict(init="k-means++", max_iter=100, batch_size=10000, compute_labels=False, tol=0.0,
                        max_no_improvement=100, init_size=None, n_init=20, reassignment_ratio=0.0)
 # k-means++ runs on a random sample of INIT_PER_CLUSTER * K frames (at least INIT_MIN, at most all of them).
-INIT_PER_CLUSTER = 40
+INIT_PER_CLUSTER = 20
 INIT_MIN = 10_000
 # On CPU, larger chunks than this gain nothing (the (rows, K) distance block stops fitting in cache).
 CPU_MAX_ROWS = 1 << 16
@@ -121,9 +123,21 @@ class _Stats:
     far_x: torch.Tensor  # (m, d) the corresponding points
 
 
+def _chunk_stats(x: torch.Tensor, centroids: torch.Tensor, c_norm: torch.Tensor, n_far: int) -> tuple:
+    """E-step of one chunk x (n, d): per-cluster float32 sums (K, d), counts (K,), total inertia, farthest rows."""
+    import torch
+
+    k, d = centroids.shape
+    labels, dmin = assign(x, centroids, c_norm)
+    sums = torch.zeros(k, d, dtype=torch.float32, device=x.device).index_add_(0, labels, x)
+    counts = torch.bincount(labels, minlength=k)
+    top = torch.topk(dmin, min(n_far, len(dmin)))
+    return sums, counts, dmin.double().sum(), top.values, x[top.indices]
+
+
 def _pass(store: FeatureStore, cols: tuple[int, int] | None, centroids: torch.Tensor, rows: int,
           device: str, n_far: int) -> _Stats:
-    """One streaming E-step over the local store, all-reduced over processes."""
+    """One streaming E-step over the local store (on CPU, chunks in parallel threads), all-reduced."""
     import torch
 
     k, d = centroids.shape
@@ -133,20 +147,24 @@ def _pass(store: FeatureStore, cols: tuple[int, int] | None, centroids: torch.Te
     far_d = torch.empty(0, device=device)
     far_x = torch.empty(0, d, device=device)
     c_norm = centroids.pow(2).sum(1)
-    for block in store.chunks(rows, cols):
-        x = torch.from_numpy(block).to(device)  # (n, d)
-        labels, dmin = assign(x, centroids, c_norm)
-        part = torch.zeros(k, d, dtype=torch.float32, device=device).index_add_(0, labels, x)
-        sums += part
-        counts += torch.bincount(labels, minlength=k)
-        inertia += dmin.double().sum()
-        if n_far:
-            top = torch.topk(dmin, min(n_far, len(dmin)))
-            far_d = torch.cat([far_d, top.values])
-            far_x = torch.cat([far_x, x[top.indices]])
-            if len(far_d) > n_far:
-                keep = torch.topk(far_d, n_far).indices
-                far_d, far_x = far_d[keep], far_x[keep]
+    workers = cpu_workers() if device == "cpu" else 1
+    # `workers` chunks are computed while the next one is read: together they stay within `rows`.
+    blocks = store.chunks(max(1, rows // (workers + 1)) if workers > 1 else rows, cols)
+
+    def stats(block):
+        return _chunk_stats(torch.from_numpy(block).to(device), centroids, c_norm, n_far)
+
+    with single_threaded() if workers > 1 else contextlib.nullcontext():
+        for part, cnt, inert, top_d, top_x in bounded_map(stats, blocks, workers):  # reduced in chunk order
+            sums += part
+            counts += cnt
+            inertia += inert
+            if n_far:
+                far_d = torch.cat([far_d, top_d])
+                far_x = torch.cat([far_x, top_x])
+                if len(far_d) > n_far:
+                    keep = torch.topk(far_d, n_far).indices
+                    far_d, far_x = far_d[keep], far_x[keep]
     for t in (sums, counts, inertia):
         dist.all_reduce_tensor_(t)
     if n_far and _world() > 1:  # pool the processes' relocation candidates
@@ -203,7 +221,10 @@ def _init_centroids(store: FeatureStore, k: int, cols: tuple[int, int] | None, t
     local = store.take(mine, rows, cols)
     sample = np.concatenate(dist.gather_objects(local)) if len(counts) > 1 else local
     gen = torch.Generator().manual_seed(seed)
-    return kmeans_pp(torch.from_numpy(sample).to(device), k, gen)
+    # Each seeding step is a thin (trials, n) product that streams the whole sample: memory-bound, and slower
+    # with intra-op threads than without.
+    with single_threaded() if device == "cpu" else contextlib.nullcontext():
+        return kmeans_pp(torch.from_numpy(sample).to(device), k, gen)
 
 
 def _update(centroids: torch.Tensor, stats: _Stats) -> torch.Tensor:
