@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# s3l demo: wav2vec 2.0 and HuBERT in miniature on the built-in synthetic corpus, from audio to WER, on a CPU.
+#
+#   recipes/synthetic/run.sh [--stage N] [--stop-stage M] [--quick] [--exp DIR] [--NAME VALUE ...]
+#
+# Every variable set at the top of this script is an option (--hubert1-updates 600 sets hubert1_updates).
+# --quick: CI sizes (seconds of audio, a few updates per stage) in exp/synthetic-quick; options given with it
+# still override its sizes. Finished stages are skipped on a rerun (markers in EXP/done/; recipes/common.sh).
+#
+# Stages:
+#    0 prep-synth        s3l prep synth: unlabeled train, train-1h, train-10min, dev, test, lm.txt
+#    1 lm                s3l prep lm: 4-gram on lm.txt
+#    2 cluster-mfcc      MFCC k-means, K=100 (HuBERT iteration-1 targets), labels for train and dev
+#    3 pretrain-hubert1  HuBERT iteration 1 (tiny) on the MFCC units
+#    4 cluster-hubert1   k-means on layer $hubert1_layer of iteration 1 (iteration-2 targets)
+#    5 pretrain-hubert2  HuBERT iteration 2 (tiny) on the layer units
+#    6 cluster-hubert2   k-means on layer $hubert2_layer of iteration 2 (for the unit analysis only)
+#    7 pretrain-wav2vec2 wav2vec 2.0 (tiny, contrastive)
+#    8-11 finetune-*     CTC on train-10min: hubert1, hubert2, wav2vec2, and a from-scratch baseline, one budget
+#   12 decode            test: greedy, and beam search + 4-gram with LM weight / word score tuned on dev
+#   13 score             s3l score on test for every model and decoder
+#   14 analyze-units     PNMI / purity of MFCC, iteration-1 and iteration-2 units on dev; layer sweeps; codes
+#   15 results           EXP/results.md (printed), EXP/results.json, EXP/results.png
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sizes and budget. The demo must finish within 30 minutes on 2 CPU cores; each stage gets an explicit share,
+# expressed as updates from the throughput measured on such a machine (figures in README "Quick start").
+# ---------------------------------------------------------------------------------------------------------------
+exp=exp/synthetic
+quick=false
+nproc=2                  # processes for synthesis, clustering and decoding (training uses 1 process, 2 threads)
+
+# corpus (prep synth): ~3.4 h of audio in all, ~1-3 min
+hours=2                  # unlabeled pre-training audio
+labeled_scale=1          # train-1h = 60 min x this; train-10min = its first 10 min x this
+dev_minutes=10
+test_minutes=10
+lm_sentences=50000
+seed=0
+
+# clustering: MFCC units for iteration 1, layer units for iteration 2 (HuBERT §II-C, §IV-C)
+mfcc_k=100
+hubert1_layer=3          # tiny has 4 blocks; HuBERT BASE takes block 6 of 12 (fairseq: "6th layer")
+hubert2_layer=3          # layer of iteration 2 whose units are analysed
+layer_k=100              # K for layer units (HuBERT BASE: 500 on 960 h; 100 suits 2 h of audio)
+layer_sample_pct=50      # % of train utterances whose frames fit the layer k-means
+
+# pre-training (preset tiny): ~4-5 min each
+preset=tiny
+hubert1_updates=400
+hubert2_updates=400
+wav2vec2_updates=400
+pt_valid_interval=200
+
+# fine-tuning on train-10min (same budget for every model, ~2 min each)
+ft_split=train-10min
+ft_preset=10min
+ft_updates=600
+ft_freeze_updates=460    # output layer only at first: fairseq's base_10m.yaml freezes 10k of 13k updates
+ft_valid_interval=100
+
+# decoding (~2 min in all)
+beam=50
+tune_trials=24
+
+# analysis
+layer_sweep=true         # k-means on every layer of both HuBERT iterations (HuBERT Fig. 2); ~1 min
+
+# Quick mode sizes, applied before the options are read so that explicit options still win.
+for arg in "$@"; do
+  if [[ $arg == --quick || $arg == --quick=true ]]; then
+    exp=exp/synthetic-quick
+    hours=0.01 labeled_scale=0.05 dev_minutes=0.5 test_minutes=0.5 lm_sentences=2000
+    mfcc_k=20 layer_k=20 layer_sample_pct=100
+    hubert1_updates=4 hubert2_updates=4 wav2vec2_updates=4 pt_valid_interval=4
+    ft_updates=6 ft_freeze_updates=2 ft_valid_interval=3
+    beam=8 tune_trials=4
+  fi
+done
+
+. "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+parse_options "$@"
+require_s3l
+
+data=$exp/data
+lm=$exp/lm/4gram.arpa
+models="scratch wav2vec2 hubert1 hubert2" # fine-tuned models, baseline first
+mkdir -p "$exp"
+
+# ---------------------------------------------------------------------------------------------------------------
+prep_synth() {
+  s3l prep synth --out "$data" --hours "$hours" --labeled-scale "$labeled_scale" --dev-minutes "$dev_minutes" \
+    --test-minutes "$test_minutes" --lm-sentences "$lm_sentences" --seed "$seed" --workers "$nproc" --force
+}
+
+make_lm() {
+  mkdir -p "$exp/lm"
+  s3l prep lm "$data/lm.txt" --order 4 --out "$lm" --json "$exp/lm/lm.json" --force
+}
+
+# cluster_layer NAME CHECKPOINT LAYER SPLITS: layer units of a pre-trained model in $exp/km/NAME.
+cluster_layer() {
+  s3l cluster --data "$data" --fit-split train --feature layer --checkpoint "$2" --layer "$3" --k "$layer_k" \
+    --sample-pct "$layer_sample_pct" --label-splits "$4" --seed "$seed" --out "$exp/km/$1" --nproc "$nproc" --force
+}
+
+# pretrain NAME OBJECTIVE UPDATES [ARGS...]: a tiny model in $exp/NAME (continued if interrupted).
+pretrain() {
+  local name=$1 objective=$2 updates=$3
+  shift 3
+  s3l pretrain --objective "$objective" --preset "$preset" --data "$data" --train-split train --valid-split dev \
+    --max-updates "$updates" --valid-interval "$pt_valid_interval" --save-interval "$pt_valid_interval" \
+    --seed "$((seed + 1))" --out "$exp/$name" "$(train_resume_flag "$exp/$name")" "$@"
+}
+
+# finetune NAME INIT_ARGS...: CTC on $ft_split in $exp/ft/NAME with the one budget every model gets.
+finetune() {
+  local name=$1
+  shift
+  s3l finetune --data "$data" --train-split "$ft_split" --valid-split dev --ft-preset "$ft_preset" \
+    --max-updates "$ft_updates" --valid-interval "$ft_valid_interval" --save-interval "$ft_valid_interval" \
+    --seed "$((seed + 1))" --out "$exp/ft/$name" "$(train_resume_flag "$exp/ft/$name")" "$@"
+}
+
+decode_all() {
+  local m
+  for m in $models; do
+    # One forward pass per model: emissions of test (and of dev, for tuning) are saved and reused by greedy.
+    s3l decode --checkpoint "$exp/ft/$m/checkpoint_best.safetensors" --data "$data" --split test \
+      --lm "$lm" --tune --tune-split dev --tune-trials "$tune_trials" --beam "$beam" --save-emissions \
+      --nproc "$nproc" --out "$exp/decode/$m/lm" --force
+    s3l decode --emissions "$exp/decode/$m/lm" --data "$data" --split test --out "$exp/decode/$m/greedy" --force
+  done
+}
+
+score_all() {
+  local m d
+  mkdir -p "$exp/score"
+  for m in $models; do
+    for d in greedy lm; do
+      s3l score --ref "$exp/decode/$m/$d/test.ref" --hyp "$exp/decode/$m/$d/test.hyp" \
+        --json "$exp/score/$m-$d.json" --force
+    done
+  done
+}
+
+analyze() {
+  local a=$exp/analysis
+  s3l analyze-units --units "$exp/km/mfcc/dev.km" --phones "$data/dev.phn" --out "$a/mfcc" --force
+  s3l analyze-units --units "$exp/km/hubert1-l$hubert1_layer/dev.km" --phones "$data/dev.phn" --out "$a/hubert1" --force
+  s3l analyze-units --units "$exp/km/hubert2-l$hubert2_layer/dev.km" --phones "$data/dev.phn" --out "$a/hubert2" --force
+  s3l analyze-units --codes --checkpoint "$exp/wav2vec2/checkpoint_last.safetensors" --data "$data" --split dev \
+    --out "$a/wav2vec2-codes" --force
+  if [[ $layer_sweep == true ]]; then
+    local m
+    for m in hubert1 hubert2; do
+      s3l analyze-units --layers --checkpoint "$exp/$m/checkpoint_last.safetensors" --data "$data" --split dev \
+        --k "$layer_k" --seed "$seed" --out "$a/$m-layers" --force
+    done
+  fi
+}
+
+results() {
+  "$s3l_python" "$(dirname "${BASH_SOURCE[0]}")/results.py" "$exp"
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+log "experiment directory: $exp (stages $stage..$stop_stage)"
+run_stage 0 prep-synth prep_synth
+run_stage 1 lm make_lm
+run_stage 2 cluster-mfcc s3l cluster --data "$data" --fit-split train --feature mfcc --k "$mfcc_k" \
+  --label-splits train,dev --seed "$seed" --out "$exp/km/mfcc" --nproc "$nproc" --force
+run_stage 3 pretrain-hubert1 pretrain hubert1 hubert "$hubert1_updates" --labels "$exp/km/mfcc"
+run_stage 4 cluster-hubert1 cluster_layer "hubert1-l$hubert1_layer" "$exp/hubert1/checkpoint_last.safetensors" \
+  "$hubert1_layer" train,dev
+run_stage 5 pretrain-hubert2 pretrain hubert2 hubert "$hubert2_updates" --labels "$exp/km/hubert1-l$hubert1_layer"
+run_stage 6 cluster-hubert2 cluster_layer "hubert2-l$hubert2_layer" "$exp/hubert2/checkpoint_last.safetensors" \
+  "$hubert2_layer" dev
+run_stage 7 pretrain-wav2vec2 pretrain wav2vec2 contrastive "$wav2vec2_updates"
+run_stage 8 finetune-hubert1 finetune hubert1 --init "$exp/hubert1/checkpoint_last.safetensors" \
+  --freeze-updates "$ft_freeze_updates"
+run_stage 9 finetune-hubert2 finetune hubert2 --init "$exp/hubert2/checkpoint_last.safetensors" \
+  --freeze-updates "$ft_freeze_updates"
+run_stage 10 finetune-wav2vec2 finetune wav2vec2 --init "$exp/wav2vec2/checkpoint_last.safetensors" \
+  --freeze-updates "$ft_freeze_updates"
+run_stage 11 finetune-scratch finetune scratch --from-scratch --preset "$preset"
+run_stage 12 decode decode_all
+run_stage 13 score score_all
+run_stage 14 analyze-units analyze
+run_stage 15 results results
+log "done: $exp/results.md"
