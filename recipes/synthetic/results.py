@@ -90,19 +90,20 @@ def claims(units: dict[str, Any], wer: dict[str, dict[str, Any]]) -> list[dict[s
     """The papers' three claims in miniature, each with the numbers it rests on and whether it held here."""
     out = []
     mfcc, it1 = (units.get(k, {}).get("pnmi") for k in ("mfcc", "hubert1"))
-    out.append({"claim": "PNMI of iteration-1 layer units above MFCC units",
+    out.append({"kind": "pnmi", "model": "hubert1", "claim": "PNMI of iteration-1 layer units above MFCC units",
                 "evidence": f"{fmt(it1, 3)} vs {fmt(mfcc, 3)}",
                 "holds": None if it1 is None or mfcc is None else it1 > mfcc})
     base = wer["scratch"]
     for m in PRETRAINED:
         pairs = [(wer[m][f"test_wer_{d}"], base[f"test_wer_{d}"]) for d in DECODERS]
         known = [(a, b) for a, b in pairs if a is not None and b is not None]
-        out.append({"claim": f"{MODELS[m]} + fine-tuning: test WER below the from-scratch baseline (greedy / LM)",
+        out.append({"kind": "pretraining", "model": m,
+                    "claim": f"{MODELS[m]} + fine-tuning: test WER below the from-scratch baseline (greedy / LM)",
                     "evidence": " / ".join(f"{fmt(a, 1)} vs {fmt(b, 1)}" for a, b in pairs),
                     "holds": all(a < b for a, b in known) if len(known) == len(pairs) else None})
     for m in MODELS:
         g, lm = wer[m]["test_wer_greedy"], wer[m]["test_wer_lm"]
-        out.append({"claim": f"{MODELS[m]}: 4-gram LM decoding below greedy",
+        out.append({"kind": "lm", "model": m, "claim": f"{MODELS[m]}: 4-gram LM decoding below greedy",
                     "evidence": f"{fmt(lm, 1)} vs {fmt(g, 1)}",
                     "holds": None if g is None or lm is None else lm < g})
     return out

@@ -1,0 +1,178 @@
+"""The recipes: shared shell helpers (recipes/common.sh), the synthetic demo's results table, and every recipe run
+end to end on tiny generated corpora with a few updates per stage, so that their glue is exercised."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+BIN = Path(sys.executable).parent  # the environment's s3l and python
+
+
+def bash(script: Path | str, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["bash", str(script), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-6000:]}")
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recipes/common.sh
+
+MINI = """#!/usr/bin/env bash
+exp=EXP
+flag=false
+name=default
+fail_at=none
+. COMMON
+parse_options "$@"
+step() { [[ $1 != "$fail_at" ]] || return 3; echo "$1" >> "$exp/ran"; }
+run_stage 0 a step a
+run_stage 1 b step b
+run_stage 2 c step c
+echo "flag=$flag name=$name"
+"""
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Path:
+    script = tmp_path / "mini.sh"
+    script.write_text(MINI.replace("EXP", str(tmp_path / "exp")).replace("COMMON", str(RECIPES / "common.sh")))
+    (tmp_path / "exp").mkdir()
+    return script
+
+
+def ran(tmp_path: Path) -> list[str]:
+    f = tmp_path / "exp" / "ran"
+    lines = f.read_text().split() if f.exists() else []
+    f.unlink(missing_ok=True)
+    return lines
+
+
+def test_stages_run_once_and_markers_record_time(mini: Path, tmp_path: Path) -> None:
+    out = bash(mini, cwd=tmp_path)
+    assert ran(tmp_path) == ["a", "b", "c"]
+    assert out.stdout.strip() == "flag=false name=default"
+    markers = sorted((tmp_path / "exp" / "done").glob("*.json"))
+    assert [m.name for m in markers] == ["00-a.json", "01-b.json", "02-c.json"]
+    doc = json.loads(markers[1].read_text())
+    assert doc["stage"] == 1 and doc["name"] == "b" and 0 <= doc["seconds"] < 30
+    # a rerun skips every finished stage; --force-stages redoes the selected ones only
+    bash(mini, cwd=tmp_path)
+    assert ran(tmp_path) == []
+    bash(mini, "--stage", "1", "--stop-stage", "1", "--force-stages", cwd=tmp_path)
+    assert ran(tmp_path) == ["b"]
+    (tmp_path / "exp" / "done" / "02-c.json").unlink()
+    bash(mini, "--stage", "1", cwd=tmp_path)
+    assert ran(tmp_path) == ["c"]
+
+
+def test_failed_stage_stops_the_recipe_without_a_marker(mini: Path, tmp_path: Path) -> None:
+    proc = bash(mini, "--fail-at", "b", cwd=tmp_path, check=False)
+    assert proc.returncode == 3
+    assert ran(tmp_path) == ["a"]
+    assert not (tmp_path / "exp" / "done" / "01-b.json").exists()
+    bash(mini, cwd=tmp_path)  # the rerun resumes at the unfinished stage
+    assert ran(tmp_path) == ["b", "c"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--flag"], "flag=true name=default"),
+    (["--flag", "false", "--name", "x y"], "flag=false name=x y"),
+    (["--name=a=b", "--flag"], "flag=true name=a=b"),
+])
+def test_options_set_variables(mini: Path, tmp_path: Path, args: list[str], expected: str) -> None:
+    assert bash(mini, *args, "--stop-stage", "0", cwd=tmp_path).stdout.strip() == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nmae", "x"], "unknown option --nmae"),
+    (["--name"], "option --name needs a value"),
+    (["stray"], "unexpected argument 'stray'"),
+    (["--stage", "two"], "--stage and --stop-stage take stage numbers"),
+    (["--PATH", "/x"], "unknown option --PATH"),
+])
+def test_bad_options_are_errors(mini: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    proc = bash(mini, *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert ran(tmp_path) == []
+
+
+def test_help_prints_the_leading_comment(tmp_path: Path) -> None:
+    out = bash(RECIPES / "synthetic" / "run.sh", "--help", cwd=tmp_path).stdout
+    assert out.startswith("s3l demo:") and "15 results" in out and "Sizes and budget" not in out
+
+
+def test_merge_splits_and_resume_flag(tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "a.tsv").write_text("/corpus/LS/train-a\nx/1.flac\t100\nx/2.flac\t200\n")
+    (d / "b.tsv").write_text("/corpus/LS/train-b/\ny/3.flac\t300\n")
+    (d / "c.tsv").write_text("/elsewhere/train-c\nz.flac\t1\n")
+    for s, words in (("a", "ONE\nTWO\n"), ("b", "THREE\n")):
+        (d / f"{s}.wrd").write_text(words)
+    (d / "a.ltr").write_text("O N E |\nT W O |\n")  # b has no .ltr: the merged split gets none
+    script = tmp_path / "m.sh"
+    run = tmp_path / "run"
+    script.write_text(f"exp={tmp_path}\n. {RECIPES / 'common.sh'}\nmerge_splits {d} ab a b\n"
+                      f"train_resume_flag {run}\nmkdir -p {run}\n"
+                      f"touch {run}/checkpoint_last.safetensors {run}/checkpoint_last.state.pt\n"
+                      f"train_resume_flag {run}\nmerge_splits {d} ac a c\n")
+    proc = bash(script, cwd=tmp_path, check=False)
+    assert (d / "ab.tsv").read_text().splitlines() == [
+        "/corpus/LS", "train-a/x/1.flac\t100", "train-a/x/2.flac\t200", "train-b/y/3.flac\t300"]
+    assert (d / "ab.wrd").read_text() == "ONE\nTWO\nTHREE\n"
+    assert not (d / "ab.ltr").exists()
+    assert proc.stdout.split() == ["--force", "--resume"]
+    assert proc.returncode == 1 and "train-c is not in /corpus/LS" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recipes/synthetic/results.py on hand-made stage outputs
+
+
+def write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def test_results_table_checks_the_claims(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    write(exp / "done" / "00-prep-synth.json", {"stage": 0, "name": "prep-synth", "seconds": 60.5})
+    write(exp / "done" / "03-pretrain-hubert1.json", {"stage": 3, "name": "pretrain-hubert1", "seconds": 240.0})
+    write(exp / "data" / "synth.json", {"splits": {"train": {"hours": 2.0}, "test": {"hours": 0.167}}})
+    write(exp / "hubert1" / "summary.json", {"objective": "hubert", "num_updates": 400, "train_seconds": 230.0,
+                                              "valid": {"loss": 3.9, "acc_masked": 0.21}})
+    wers = {"scratch": (90.0, 80.0), "wav2vec2": (95.0, 70.0), "hubert1": (60.0, 40.0), "hubert2": (50.0, 55.0)}
+    for m, (greedy, lm) in wers.items():
+        write(exp / "score" / f"{m}-greedy.json", {"wer": greedy, "cer": greedy / 3})
+        write(exp / "score" / f"{m}-lm.json", {"wer": lm, "cer": lm / 3})
+        write(exp / "ft" / m / "summary.json", {"best": greedy + 1, "num_updates": 600})
+        write(exp / "decode" / m / "lm" / "test.json", {"lm_weight": 1.5, "word_score": -0.5})
+    write(exp / "analysis" / "mfcc" / "metrics.json", {"pnmi": 0.30, "phone_purity": 0.4, "cluster_purity": 0.2,
+                                                       "used_units": 100, "num_units": 100})
+    write(exp / "analysis" / "hubert1" / "metrics.json", {"pnmi": 0.45, "phone_purity": 0.5, "cluster_purity": 0.3,
+                                                          "used_units": 98, "num_units": 100})
+    subprocess.run([sys.executable, str(RECIPES / "synthetic" / "results.py"), str(exp)], check=True,
+                   capture_output=True)
+    r = json.loads((exp / "results.json").read_text())
+    holds = {(c["kind"], c["model"]): c["holds"] for c in r["claims"]}
+    # wav2vec2: greedy 95 > 90 (worse) but LM 70 < 80 -> the claim does not hold; hubert2: LM 55 > greedy 50
+    assert holds == {("pnmi", "hubert1"): True, ("pretraining", "wav2vec2"): False,
+                     ("pretraining", "hubert1"): True, ("pretraining", "hubert2"): True,
+                     ("lm", "scratch"): True, ("lm", "wav2vec2"): True, ("lm", "hubert1"): True,
+                     ("lm", "hubert2"): False}
+    assert r["total_seconds"] == 300.5 and r["wer"]["hubert1"]["test_wer_lm"] == 40.0
+    md = (exp / "results.md").read_text()
+    assert "| HuBERT iteration 1 (MFCC targets) | 61.0 | 60.0 | 40.0 | 20.0 | 1.50 | -0.50 |" in md
+    assert "| MFCC | 100 | 0.300 | 0.400 | 0.200 | 100 |" in md
+    assert (exp / "results.png").stat().st_size > 0
