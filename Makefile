@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.s3l-installed
 
-.PHONY: test install lint clean-venv
+.PHONY: demo test install lint clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The synthetic recipe end to end (README "Quick start"); finished stages are skipped when it is run again.
+# Extra recipe options: make demo DEMO_ARGS="--quick" (or e.g. DEMO_ARGS="--exp exp/other --stage 12").
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash recipes/synthetic/run.sh $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
