@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -176,3 +178,129 @@ def test_results_table_checks_the_claims(tmp_path: Path) -> None:
     assert "| HuBERT iteration 1 (MFCC targets) | 61.0 | 60.0 | 40.0 | 20.0 | 1.50 | -0.50 |" in md
     assert "| MFCC | 100 | 0.300 | 0.400 | 0.200 | 100 |" in md
     assert (exp / "results.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The recipes end to end on tiny generated corpora (a few updates per stage: only the glue is under test).
+
+DEV_TEST = ("dev-clean", "dev-other", "test-clean", "test-other")
+WORDS = "A CAT SAT ON THE MAT WITH BIG RED DOG".split()
+
+
+def speech(path: Path, seconds: float, seed: int, fmt: str | None = None) -> None:
+    """Noise shaped by a few tones: enough for MFCCs and k-means to have something to cluster."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16_000)
+    t = np.arange(n) / 16_000
+    x = 0.05 * rng.standard_normal(n) + 0.2 * np.sin(2 * np.pi * (150 + 40 * seed % 300) * t) * (t % 0.4 < 0.25)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), 16_000, format=fmt, subtype="PCM_16")
+
+
+def sentence(i: int) -> str:
+    return " ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(2 + i % 3))
+
+
+def chapter(root: Path, spk: int, ch: int, count: int, seed: int, seconds: float = 1.2) -> list[str]:
+    d = root / str(spk) / str(ch)
+    texts = []
+    for i in range(count):
+        speech(d / f"{spk}-{ch}-{i:04d}.flac", seconds + 0.1 * (i % 3), seed + i)
+        texts.append(f"{spk}-{ch}-{i:04d} {sentence(seed + i)}")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{spk}-{ch}.trans.txt").write_text("\n".join(texts) + "\n")
+    return [t.split(" ", 1)[1] for t in texts]
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """LibriSpeech (a small training set and the four dev/test sets), Libri-light and a text for the 4-gram."""
+    base = tmp_path_factory.mktemp("corpora")
+    ls = base / "LibriSpeech"
+    text = []
+    text += chapter(ls / "train-clean-100", 19, 198, 8, seed=1, seconds=2.0)
+    text += chapter(ls / "train-clean-360", 20, 200, 4, seed=20, seconds=2.0)
+    for k, split in enumerate(DEV_TEST):
+        chapter(ls / split, 100 + k, 10 + k, 2, seed=40 + 5 * k)
+    ll = base / "librispeech_finetuning"
+    for k, fold in enumerate([f"1h/{f}" for f in range(6)] + ["9h"]):
+        for j, sub in enumerate(("clean", "other")):
+            (ll / fold / sub).mkdir(parents=True)
+            if sub == "clean" or fold == "1h/0":
+                text += chapter(ll / fold / sub, 300 + 2 * k + j, 50 + 2 * k + j, 2, seed=60 + 4 * k + 2 * j)
+    (base / "lm.txt").write_text("\n".join(text * 3 + [sentence(i) for i in range(40)]) + "\n")
+    subprocess.run([str(BIN / "s3l"), "prep", "lm", str(base / "lm.txt"), "--order", "4", "--out",
+                    str(base / "4gram.arpa"), "--discount-fallback", "0.5,1,1.5"], check=True, capture_output=True)
+    return {"librispeech": ls, "librilight": ll, "lm": base / "4gram.arpa"}
+
+
+TINY_TRAIN = ["--preset", "tiny", "--num-workers", "0"]
+
+
+def test_librispeech_recipe(corpora: dict[str, Path], tmp_path: Path) -> None:
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    bash(RECIPES / "librispeech" / "run.sh", "--librispeech", str(corpora["librispeech"]),
+         "--librilight", str(corpora["librilight"]), "--lm", str(corpora["lm"]), "--exp", str(exp),
+         "--data", str(data), "--ls-splits", "train-clean-100,train-clean-360," + ",".join(DEV_TEST),
+         "--pt-sets", "train-clean-100 train-clean-360", *TINY_TRAIN,
+         "--hubert1-updates", "2", "--hubert2-updates", "2", "--wav2vec2-updates", "2",
+         "--hubert-gpus", "2", "--wav2vec2-gpus", "1", "--pt-nproc", "1", "--ft-gpus", "1", "--ft-nproc", "1",
+         "--mfcc-k", "8", "--hubert1-layer", "2", "--layer-k", "8", "--km-sample-pct", "100", "--km-nproc", "1",
+         "--ft-updates", "2", "--ft-freeze-updates", "1", "--decode-sets", "test-clean:dev-clean",
+         "--beam", "4", "--tune-trials", "4", "--decode-nproc", "1", cwd=tmp_path)
+    ls = data / "librispeech"
+    merged = (ls / "train-960.tsv").read_text().splitlines()
+    assert merged[0] == str(corpora["librispeech"].resolve()) and len(merged) == 1 + 8 + 4
+    assert merged[1].startswith("train-clean-100/19/198/19-198-0000.flac\t")
+    assert len((ls / "train-960.ltr").read_text().splitlines()) == 12
+    assert (data / "finetune" / "train-10h.tsv").resolve() == (data / "librilight" / "train-10h.tsv").resolve()
+    # the update frequency emulates the papers' GPUs: HuBERT 2 "GPUs" on 1 process -> 2 micro-batches per update
+    for name, freq in (("hubert1", 2), ("hubert2", 2), ("wav2vec2", 1)):
+        cfg = json.loads((exp / name / "config.json").read_text())
+        assert cfg["optimisation"]["update_freq"] == freq and cfg["optimisation"]["max_updates"] == 2
+    assert json.loads((exp / "km" / "hubert1-l2" / "labels.json").read_text())["label_rate"] == 50
+    table = (exp / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 2 * 3  # header + (hubert2, wav2vec2) x (10min, 1h, 10h)
+    for m in ("hubert2", "wav2vec2"):
+        for p in ("10min", "1h", "10h"):
+            ft = json.loads((exp / "ft" / f"{m}-{p}" / "config.json").read_text())
+            assert ft["finetune"]["ft_preset"] == p and ft["finetune"]["train_split"] == f"train-{p}"
+            lm = json.loads((exp / "decode" / f"{m}-{p}" / "test-clean" / "lm" / "test-clean.json").read_text())
+            assert lm["tuned_on"] == "dev-clean" and lm["decoder"] == "beam search + LM"
+    # a rerun finds every stage done
+    again = bash(RECIPES / "librispeech" / "run.sh", "--exp", str(exp), "--data", str(data), cwd=tmp_path)
+    assert again.stderr.count("done before, skipped") == 10
+
+
+def timit_utterance(spk: Path, name: str, seconds: float, seed: int) -> None:
+    speech(spk / f"{name}.WAV", seconds, seed, fmt="NIST")
+    n = int(seconds * 16_000)
+    cuts = np.linspace(0, n, 9).astype(int)
+    labels = ["h#", "dh", "ax", "k", "ae", "q", "t", "h#"]  # q folds into the phone before it
+    (spk / f"{name}.PHN").write_text("".join(f"{a} {b} {p}\n" for a, b, p in zip(cuts[:-1], cuts[1:], labels)))
+    (spk / f"{name}.TXT").write_text(f"0 {n} The cat.\n")
+
+
+def test_timit_recipe(tmp_path: Path) -> None:
+    root = tmp_path / "TIMIT"
+    for part, speakers in (("TRAIN", ["FAAA0", "MBBB0", "MCCC0", "FDDD0"]), ("TEST", ["MEEE0", "FFFF0"])):
+        for k, spk in enumerate(speakers):
+            for j in range(2):
+                timit_utterance(root / part / "DR1" / spk, f"SX{10 * k + j}", 1.5, seed=10 * k + j)
+    init = tmp_path / "init.safetensors"
+    from s3l.models import build_pretrain_model, preset, save_model
+
+    save_model(init, build_pretrain_model(preset("tiny", "contrastive")))
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    out = bash(RECIPES / "timit" / "run.sh", "--timit", str(root), "--init", str(init), "--exp", str(exp),
+               "--data", str(data), "--ft-updates", "2", "--ft-freeze-updates", "1", "--ft-gpus", "1",
+               "--num-workers", "0", cwd=tmp_path)
+    phones = data / "phones"
+    # 8 segments -> 10 ms labels -> runs collapsed: q takes the class of the ae before it and merges with it
+    assert (phones / "train.wrd").read_text().splitlines()[0] == "SIL DH AH K AE T SIL"
+    assert (phones / "train.ltr").read_text().splitlines()[0] == "SIL | DH | AH | K | AE | T | SIL |"
+    symbols = [line.split()[0] for line in (phones / "dict.ltr.txt").read_text().splitlines()]
+    assert symbols[0] == "|" and sorted(symbols[1:]) == ["AE", "AH", "DH", "K", "SIL", "T"]
+    per = json.loads((exp / "decode" / "test.per.json").read_text())
+    assert per["ref_words"] == 7 * len((data / "test.wrd").read_text().splitlines())
+    assert "| test |" in out.stdout and (exp / "results.md").is_file()
