@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the s3l recipes. Sourced by recipes/*/run.sh, never run on its own.
 #
 # A recipe sets its variables (every one of them an option), sources this file, calls `parse_options "$@"`,
@@ -55,7 +56,9 @@ parse_options() {
     esac
     _name=${_name#--}
     _name=${_name//-/_}
-    [[ $_name =~ ^[a-z][a-z0-9_]*$ ]] && declare -p "$_name" &>/dev/null || die "unknown option --${_name//_/-}"
+    if ! [[ $_name =~ ^[a-z][a-z0-9_]*$ ]] || ! declare -p "$_name" &>/dev/null; then
+      die "unknown option --${_name//_/-}"
+    fi
     if [[ $_opt != *=* ]]; then
       if [[ ${!_name} == true || ${!_name} == false ]] && { (($# == 0)) || [[ $1 == --* ]]; }; then
         _value=true # bare boolean flag
@@ -85,6 +88,7 @@ _now_us() {
 # run_stage N NAME FUNCTION [ARGS...]: run FUNCTION ARGS as stage N unless it is outside --stage..--stop-stage or
 # finished before; time it and leave the done-marker. Needs $exp.
 run_stage() {
+  : "${exp:?run_stage needs \$exp, the experiment directory}"
   local n=$1 name=$2
   shift 2
   ((n >= stage && n <= stop_stage)) || return 0

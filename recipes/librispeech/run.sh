@@ -77,6 +77,7 @@ beam=500                 # a wide beam for final numbers (s3l tunes and decodes 
 tune_trials=128          # the papers' Bayesian optimisation ran 128 trials
 decode_nproc=8
 
+# shellcheck source=../common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 parse_options "$@"
 require_s3l

@@ -27,6 +27,7 @@
 # expressed as updates from the throughput measured on such a machine (figures in README "Quick start").
 # ---------------------------------------------------------------------------------------------------------------
 exp=exp/synthetic
+# shellcheck disable=SC2034 # an option (its value is read from the arguments by the loop below)
 quick=false
 nproc=2                  # processes for synthesis, clustering and decoding (training uses 1 process, 2 threads)
 
@@ -78,6 +79,7 @@ for arg in "$@"; do
   fi
 done
 
+# shellcheck source=../common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 parse_options "$@"
 require_s3l

@@ -39,6 +39,7 @@ num_workers=4
 preset=                  # empty: the optimisation defaults that match the checkpoint (tiny or the papers')
 decode_sets="dev test"
 
+# shellcheck source=../common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 parse_options "$@"
 require_s3l
