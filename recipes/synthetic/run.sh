@@ -30,6 +30,8 @@ exp=exp/synthetic
 # shellcheck disable=SC2034 # an option (its value is read from the arguments by the loop below)
 quick=false
 nproc=2                  # processes for synthesis, clustering and decoding (training uses 1 process, 2 threads)
+threads=                 # CPU threads per process (OMP_NUM_THREADS); empty: torch's default (all cores). On a
+                         # machine busy with other jobs, 1 is several times faster (no spinning threads)
 
 # corpus (prep synth): ~3.4 h of audio in all, ~1-3 min
 hours=2                  # unlabeled pre-training audio
@@ -83,6 +85,7 @@ done
 . "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 parse_options "$@"
 require_s3l
+[[ -z $threads ]] || export OMP_NUM_THREADS=$threads
 
 data=$exp/data
 lm=$exp/lm/4gram.arpa
