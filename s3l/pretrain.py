@@ -97,6 +97,7 @@ class PretrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"
     num_workers: int = 1
+    threads: int = 0  # CPU threads per process (0: torch's default, or cores / processes under torchrun)
     resume: bool = False
     force: bool = False
 
@@ -192,7 +193,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             num_workers=cfg.num_workers, resume=cfg.resume,
             find_unused_parameters=model_cfg.encoder_layerdrop > 0 or model_cfg.feature_grad_mult == 0,
         )
-        if info.device == "cpu" and info.distributed:
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        elif info.device == "cpu" and info.distributed:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
         summary = train(model, PretrainTask(), train_data, valid_data, loop_cfg, cfg.out, info)
         summary["objective"], summary["preset"] = cfg.objective, cfg.preset

@@ -26,7 +26,8 @@ S3L = [sys.executable, "-m", "s3l"]
 SMALL = ["conv_dim=32", "encoder_layers=2", "encoder_embed_dim=32", "encoder_ffn_embed_dim=64",
          "encoder_attention_heads=2", "conv_pos=16", "conv_pos_groups=2", "final_dim=16", "latent_vars=8",
          "num_negatives=10"]
-FAST = ["--preset", "tiny", "--max-tokens", "32000", "--max-sample-size", "16000", "--min-sample-size", "8000",
+FAST = ["--preset", "tiny", "--threads", "1", "--max-tokens", "32000", "--max-sample-size", "16000",
+        "--min-sample-size", "8000",
         "--log-interval", "1", "--num-workers", "0", *[a for kv in SMALL for a in ("--model-arg", kv)]]
 
 

@@ -61,6 +61,8 @@ def pretrain(
                                   "on CPU), fp32, bf16 or fp16 (CUDA; dynamic loss scaling)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     num_workers: int = typer.Option(1, "--num-workers", help="DataLoader worker processes per training process."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads per process (0: torch's default, or cores / "
+                                "--nproc). On a machine shared with other jobs, 1 is often several times faster."),
     nproc: int = typer.Option(1, "--nproc", help="Training processes on this machine (torch.distributed; the "
                               "same as running under torchrun)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last."),
@@ -92,6 +94,6 @@ def pretrain(
         max_sample_size=max_sample_size, min_sample_size=min_sample_size, clip_norm=clip_norm,
         update_freq=update_freq, valid_interval=valid_interval, save_interval=save_interval,
         log_interval=log_interval, weight_decay=weight_decay, max_bad_updates=max_bad_updates, seed=seed,
-        precision=precision, device=device, num_workers=num_workers, resume=resume, force=force,
+        precision=precision, device=device, num_workers=num_workers, threads=threads, resume=resume, force=force,
     )
     run_pretrain(cfg)

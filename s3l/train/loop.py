@@ -52,6 +52,8 @@ class Task(Protocol):
     def save_model(self, path: Path, model: nn.Module, **meta: Any) -> None:
         """Write the model as an s3l safetensors checkpoint (``meta`` holds the update count)."""
 
+    # Optional: ``set_num_updates(n)`` on the task and/or the model is called before every update.
+
 
 @dataclass(frozen=True)
 class LoopConfig:
@@ -60,6 +62,7 @@ class LoopConfig:
     update_freq: int = 1  # micro-batches per update (gradient accumulation)
     clip_norm: float = 0.0  # 0: no clipping (the norm is still logged)
     weight_decay: float = 0.01
+    adam_eps: float = 1e-6
     precision: str = "fp32"  # fp32 | bf16 | fp16 (the last two CUDA only)
     valid_interval: int = 1000
     save_interval: int = 1000
@@ -72,7 +75,7 @@ class LoopConfig:
 
 
 @dataclass
-class Progress:
+class TrainState:
     """The training state saved beside checkpoint_last (plus optimizer, scaler and RNG)."""
 
     num_updates: int = 0
@@ -88,10 +91,10 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
     """Train ``model`` until ``cfg.max_updates``; return the final update count, best metric and last validation."""
     device = torch.device(info.device)
     model.to(device)
-    optimizer = adam(model.parameters(), lr=cfg.schedule(0), weight_decay=cfg.weight_decay)
+    optimizer = adam(model.parameters(), lr=cfg.schedule(0), weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     autocast = _autocast(cfg.precision, device)
-    st = Progress()
+    st = TrainState()
     if cfg.resume:
         st = _resume(model, optimizer, scaler, out, info)
     else:
@@ -114,44 +117,17 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
         job = bar.add_task("train", total=cfg.max_updates, completed=st.num_updates, info="")
         while st.num_updates < cfg.max_updates:
             for group in _groups(train_data, st, cfg):
-                if hasattr(model, "set_num_updates"):
-                    model.set_num_updates(st.num_updates)
+                for obj in (model, task):  # e.g. the Gumbel temperature, fine-tuning's frozen first updates
+                    if hasattr(obj, "set_num_updates"):
+                        obj.set_num_updates(st.num_updates)
                 lr = cfg.schedule(st.num_updates)
                 set_lr(optimizer, lr)
                 model.train()
-                bad, audio_s, step_logs = False, 0.0, []
-                for k, batch in enumerate(group):
-                    sync = k == len(group) - 1 or not info.distributed
-                    with contextlib.nullcontext() if sync else ddp.no_sync():  # forward and backward inside
-                        with autocast:
-                            loss, logs = task.train_step(ddp, batch.to(device))
-                        loss_f = float(loss.detach())
-                        bad |= not math.isfinite(loss_f)
-                        scaler.scale(loss / len(group)).backward()
-                    step_logs.append({"loss": loss_f, **logs})
-                    audio_s += batch.audio_seconds
+                step = _step(ddp, task, group, optimizer, scaler, params, cfg, info, autocast)
                 st.position += len(group)
-                audio_total += audio_s * info.world_size
-                audio_interval += audio_s
-                bad = distributed.all_reduce_sum([float(bad)], info.device)[0] > 0
-                scaler.unscale_(optimizer)  # no-op unless fp16
-                gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm or math.inf))
-                if cfg.precision == "fp16":  # an overflow is no error: the scaler skips the step, lowers the scale
-                    if not bad:
-                        scaler.step(optimizer)
-                    scaler.update()
-                    overflow = not bad and not math.isfinite(gnorm)
-                    overflows += int(overflow)
-                    if scaler.get_scale() < MIN_LOSS_SCALE:
-                        raise S3LError(f"fp16 loss scale fell below {MIN_LOSS_SCALE} (update {st.num_updates}): "
-                                       "the loss keeps overflowing; use --precision bf16 or fp32")
-                else:
-                    bad |= not math.isfinite(gnorm)
-                    overflow = False
-                    if not bad:
-                        optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if bad:
+                audio_total += step.audio_s * info.world_size
+                audio_interval += step.audio_s
+                if step.status == "bad":
                     st.bad_in_a_row += 1
                     st.bad_total += 1
                     if st.bad_in_a_row >= cfg.max_bad_updates:
@@ -162,12 +138,13 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
                         )
                     continue
                 st.bad_in_a_row = 0
-                if overflow:
+                if step.status == "overflow":  # fp16: the scaler skipped the step and lowered the scale
+                    overflows += 1
                     continue
                 st.num_updates += 1
-                for logs in step_logs:
+                for logs in step.logs:
                     meter.add(logs)
-                meter.add({"lr": lr, "gnorm": gnorm})
+                meter.add({"lr": lr, "gnorm": step.gnorm})
                 n = st.num_updates
                 elapsed = time.perf_counter() - t_start
                 bar.update(job, completed=n, info=f"{audio_total / max(elapsed, 1e-9):.0f} audio s/s")
@@ -202,7 +179,52 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
             "bad_updates": st.bad_total, "train_seconds": round(time.perf_counter() - t_start, 1)}
 
 
-def _groups(data: Data, st: Progress, cfg: LoopConfig) -> Iterator[list[Batch]]:
+@dataclass
+class _Step:
+    status: str  # "ok", "bad" (non-finite loss or gradient norm: skipped) or "overflow" (fp16: skipped)
+    gnorm: float
+    logs: list[dict[str, float]]  # per micro-batch
+    audio_s: float  # seconds of audio in this process's micro-batches
+
+
+def _step(ddp: nn.Module, task: Task, group: list[Batch], optimizer: torch.optim.Optimizer,
+          scaler: torch.amp.GradScaler, params: list[nn.Parameter], cfg: LoopConfig, info: distributed.DistInfo,
+          autocast: contextlib.AbstractContextManager) -> _Step:
+    """One update: forward/backward of every micro-batch (DDP syncs gradients on the last only), the
+    non-finite check (agreed by all processes), clipping and the optimizer step unless skipped."""
+    bad, audio_s, logs_list = False, 0.0, []
+    for k, batch in enumerate(group):
+        sync = k == len(group) - 1 or not info.distributed
+        with contextlib.nullcontext() if sync else ddp.no_sync():  # forward and backward inside
+            with autocast:
+                loss, logs = task.train_step(ddp, batch.to(info.device))
+            loss_f = float(loss.detach())
+            bad |= not math.isfinite(loss_f)
+            scaler.scale(loss / len(group)).backward()
+        logs_list.append({"loss": loss_f, **logs})
+        audio_s += batch.audio_seconds
+    bad = distributed.all_reduce_sum([float(bad)], info.device)[0] > 0
+    scaler.unscale_(optimizer)  # no-op unless fp16
+    gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm or math.inf))
+    status = "bad" if bad else "ok"
+    if cfg.precision == "fp16":  # an overflow is no error: the scaler skips the step and lowers the scale
+        if not bad:
+            scaler.step(optimizer)
+        scaler.update()
+        if not bad and not math.isfinite(gnorm):
+            status = "overflow"
+        if scaler.get_scale() < MIN_LOSS_SCALE:
+            raise S3LError(f"fp16 loss scale fell below {MIN_LOSS_SCALE}: the loss keeps overflowing; "
+                           "use --precision bf16 or fp32")
+    elif not math.isfinite(gnorm):
+        status = "bad"
+    elif not bad:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return _Step(status, gnorm, logs_list, audio_s)
+
+
+def _groups(data: Data, st: TrainState, cfg: LoopConfig) -> Iterator[list[Batch]]:
     """The rest of the current epoch as groups of ``update_freq`` micro-batches (the last may be smaller);
     at the end of the epoch, move ``st`` to the next one."""
     specs = data.order.specs(st.epoch, st.position)
@@ -242,7 +264,7 @@ def evaluate(model: nn.Module, task: Task, data: Data, cfg: LoopConfig, info: di
 
 
 def _save(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-          st: Progress, cfg: LoopConfig, out: Path, info: distributed.DistInfo) -> None:
+          st: TrainState, cfg: LoopConfig, out: Path, info: distributed.DistInfo) -> None:
     """checkpoint_last + its training state, both written to temporary files first and renamed together."""
     rngs = distributed.gather_objects(rng_state())
     if info.is_main:
@@ -260,7 +282,7 @@ def _save(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, scaler
 
 
 def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, out: Path,
-            info: distributed.DistInfo) -> Progress:
+            info: distributed.DistInfo) -> TrainState:
     if not (out / STATE).is_file() or not (out / LAST).is_file():
         raise S3LError(f"{out}: nothing to resume ({STATE} and {LAST} are needed); drop --resume to start anew")
     state = load_state(out / STATE)
@@ -274,8 +296,9 @@ def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.am
         first = str(e).strip().splitlines()[0]
         raise S3LError(f"{out / LAST}: does not fit the configured model ({first})") from None
     optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    st = Progress(num_updates=state["num_updates"], epoch=state["epoch"], position=state["position"],
+    if scaler.is_enabled() and state["scaler"]:  # fp16 now and before; else the scale starts afresh
+        scaler.load_state_dict(state["scaler"])
+    st = TrainState(num_updates=state["num_updates"], epoch=state["epoch"], position=state["position"],
                   best=state["best"], bad_in_a_row=state["bad_in_a_row"], bad_total=state["bad_total"])
     if state["world_size"] == info.world_size:
         set_rng_state(state["rng"][info.rank])

@@ -19,9 +19,11 @@ ADAM_EPS = 1e-6
 WEIGHT_DECAY = 0.01
 
 
-def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = WEIGHT_DECAY) -> torch.optim.AdamW:
+def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = WEIGHT_DECAY,
+         eps: float = ADAM_EPS) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (fairseq fine-tuning configs use eps 1e-8 and no weight decay)."""
     return torch.optim.AdamW(
-        [p for p in params if p.requires_grad], lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=weight_decay
+        [p for p in params if p.requires_grad], lr=lr, betas=ADAM_BETAS, eps=eps, weight_decay=weight_decay
     )
 
 
