@@ -25,12 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from s3l.cluster.kmeans import DEFAULT_TOL
+
 S3L = [sys.executable, "-m", "s3l"]
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the forking parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def fit_child(args: argparse.Namespace) -> None:
@@ -42,20 +47,20 @@ def fit_child(args: argparse.Namespace) -> None:
 
     store = FeatureStore.open([Path(args.stem)])
     torch.zeros(1)  # torch initialised before the baseline
-    base = rss_mb()
+    base = peak_rss_mb()
     t, c = time.perf_counter(), time.process_time()
     if args.algo == "lloyd":
-        fit = km.fit_lloyd(store, args.k, seed=0, max_memory_bytes=args.max_memory * 2**30)
+        fit = km.fit_lloyd(store, args.k, seed=0, tol=args.tol, max_memory_bytes=args.max_memory * 2**30)
     else:
         fit = km.fit_sklearn_minibatch(store, args.k, seed=0, max_memory_bytes=args.max_memory * 2**30)
     print(json.dumps({"wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "inertia": fit.inertia,
-                      "n_iter": fit.n_iter, "converged": fit.converged, "peak_rss_mb": rss_mb(),
+                      "n_iter": fit.n_iter, "converged": fit.converged, "peak_rss_mb": peak_rss_mb(),
                       "rss_before_fit_mb": base}))
 
 
-def run_fit(stem: Path, k: int, algo: str, max_memory: float) -> dict:
+def run_fit(stem: Path, k: int, algo: str, max_memory: float, tol: float) -> dict:
     cmd = [sys.executable, __file__, "_fit", "--stem", str(stem), "--k", str(k), "--algo", algo,
-           "--max-memory", str(max_memory)]
+           "--max-memory", str(max_memory), "--tol", str(tol)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     return json.loads(out)
 
@@ -67,7 +72,8 @@ def mfcc_extraction(data: Path, work: Path, nproc: int) -> dict:
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     fit = json.loads((out / "summary.json").read_text())["fit"]
     return {"nproc": nproc, "audio_s": fit["audio_seconds"], "frames": fit["frames"],
-            "x_realtime": fit["extract_x_realtime"], "feats": str(out / "feats")}
+            "x_realtime": fit["extract_x_realtime"], "cpu_s": fit["extract_cpu_seconds"],
+            "x_realtime_per_cpu": fit["extract_x_realtime_per_cpu"], "feats": str(out / "feats")}
 
 
 def layer_extraction(data: Path, work: Path, preset_name: str, seconds: float) -> dict:
@@ -81,7 +87,7 @@ def layer_extraction(data: Path, work: Path, preset_name: str, seconds: float) -
     if not ckpt.exists():
         torch.manual_seed(0)
         save_model(ckpt, build_pretrain_model(preset(preset_name, "contrastive")))
-    ex = LayerExtractor(ckpt, layer=6 if preset_name == "base" else 2, device="cpu", batch_seconds=60.0,
+    ex = LayerExtractor(ckpt, layer=6 if preset_name == "base" else 2, device="cpu", batch_seconds=20.0,
                         chunk_seconds=100.0)
     m = load_split(data, "train").manifest
     picked, total = [], 0
@@ -90,13 +96,14 @@ def layer_extraction(data: Path, work: Path, preset_name: str, seconds: float) -
             break
         picked.append(i)
         total += n
-    t = time.perf_counter()
+    ex.extract(m, picked[:2])  # warm-up (first-call allocations), not timed
+    t, c = time.perf_counter(), time.process_time()
     frames = 0
     for batch in ex.plan(picked, m.sizes):
         frames += sum(len(f) for f in ex.extract(m, batch))
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
     return {"model": preset_name, "layer": ex.layer, "dim": ex.spec.dim, "audio_s": total / 16000, "frames": frames,
-            "x_realtime": total / 16000 / wall}
+            "x_realtime": total / 16000 / wall, "cpu_s": cpu, "x_realtime_per_cpu": total / 16000 / cpu}
 
 
 def build_sets(feats: Path, work: Path, mfcc_frames: int, proj_frames: int) -> dict[str, tuple[Path, int, int]]:
@@ -150,15 +157,18 @@ def main() -> None:
     skip = set(filter(None, args.skip_sklearn.split(",")))
     for name, (stem, k, d) in sets.items():
         size_mb = (stem.parent / f"{stem.name}.npy").stat().st_size / 2**20
-        runs = [("lloyd", 2.0), ("lloyd", args.small_memory)] + ([] if name in skip else [("sklearn-minibatch", 2.0)])
-        for algo, mem in runs:
-            print(f"k-means {name} K={k} {algo} (max-memory {mem} GB) ...", flush=True)
-            r = run_fit(stem, k, algo, mem)
+        runs = [("lloyd", 2.0, DEFAULT_TOL), ("lloyd", args.small_memory, DEFAULT_TOL), ("lloyd", 2.0, 1e-4)]
+        runs += [] if name in skip else [("sklearn-minibatch", 2.0, 0.0)]
+        for algo, mem, tol in runs:
+            print(f"k-means {name} K={k} {algo} (max-memory {mem} GB, tol {tol}) ...", flush=True)
+            r = run_fit(stem, k, algo, mem, tol)
             fits.append({"set": name, "frames": int(size_mb * 2**20 // (4 * d)), "dim": d, "k": k, "algo": algo,
-                         "max_memory_gb": mem if algo == "lloyd" else None, "features_mb": size_mb, **r})
+                         "max_memory_gb": mem if algo == "lloyd" else None, "tol": tol if algo == "lloyd" else None,
+                         "features_mb": size_mb, **r})
     for f in fits:
         ref = next((g for g in fits if g["set"] == f["set"] and g["algo"] == "sklearn-minibatch"), None)
         f["speedup_vs_sklearn"] = ref["wall_s"] / f["wall_s"] if ref else None
+        f["cpu_speedup_vs_sklearn"] = ref["cpu_s"] / f["cpu_s"] if ref else None
         f["inertia_vs_sklearn_pct"] = 100 * (f["inertia"] / ref["inertia"] - 1) if ref else None
     report["kmeans"] = fits
     report["machine"]["load_avg_end"] = os.getloadavg()
@@ -173,33 +183,36 @@ def print_table(report: dict) -> None:
     from rich.table import Table
 
     t = Table(title="k-means engines (each fit in a fresh process)")
-    for c in ("set", "N x D", "K", "engine", "mem cap", "wall s", "CPU s", "iters", "inertia", "vs sklearn",
-              "speed-up", "peak RSS MB", "features MB"):
+    for c in ("set", "N x D", "K", "engine", "mem cap", "tol", "wall s", "CPU s", "iters", "inertia", "vs sklearn",
+              "speed-up wall/CPU", "peak RSS MB", "fit adds MB", "features MB"):
         t.add_column(c, justify="left" if c in ("set", "engine") else "right")
     for f in report["kmeans"]:
+        speed = "-"
+        if f["speedup_vs_sklearn"]:
+            speed = f"{f['speedup_vs_sklearn']:.1f}x / {f['cpu_speedup_vs_sklearn']:.1f}x"
         t.add_row(f["set"], f"{f['frames']} x {f['dim']}", str(f["k"]), f["algo"],
-                  f"{f['max_memory_gb']} GB" if f["max_memory_gb"] else "-", f"{f['wall_s']:.1f}", f"{f['cpu_s']:.1f}",
-                  str(f["n_iter"]), f"{f['inertia']:.4g}",
+                  f"{f['max_memory_gb']} GB" if f["max_memory_gb"] else "-", f"{f['tol']:g}" if f["tol"] else "-",
+                  f"{f['wall_s']:.1f}", f"{f['cpu_s']:.1f}", str(f["n_iter"]), f"{f['inertia']:.4g}",
                   f"{f['inertia_vs_sklearn_pct']:+.2f} %" if f["inertia_vs_sklearn_pct"] is not None else "-",
-                  f"{f['speedup_vs_sklearn']:.1f}x" if f["speedup_vs_sklearn"] else "-",
-                  f"{f['peak_rss_mb']:.0f}", f"{f['features_mb']:.0f}")
-    Console().print(t)
-    e = Table(title="feature extraction (audio seconds per wall second)")
-    for c in ("features", "processes", "audio s", "x real time"):
+                  speed, f"{f['peak_rss_mb']:.0f}", f"{f['peak_rss_mb'] - f['rss_before_fit_mb']:.0f}",
+                  f"{f['features_mb']:.0f}")
+    Console(width=200).print(t)
+    e = Table(title="feature extraction (audio seconds per second; reading and decoding included)")
+    for c in ("features", "processes", "audio s", "x real time (wall)", "x real time per CPU second"):
         e.add_column(c)
     for r in report["mfcc_extraction"]:
-        e.add_row("MFCC 39-d", str(r["nproc"]), f"{r['audio_s']:.0f}", f"{r['x_realtime']:.0f}")
+        e.add_row("MFCC 39-d", str(r["nproc"]), f"{r['audio_s']:.0f}", f"{r['x_realtime']:.0f}",
+                  f"{r['x_realtime_per_cpu']:.0f}")
     for r in report["layer_extraction"]:
         e.add_row(f"{r['model']} layer {r['layer']} ({r['dim']}-d)", "1", f"{r['audio_s']:.0f}",
-                  f"{r['x_realtime']:.1f}")
-    Console().print(e)
+                  f"{r['x_realtime']:.1f}", f"{r['x_realtime_per_cpu']:.1f}")
+    Console(width=200).print(e)
     m = report["machine"]
     print(f"machine: {m['cpus']} CPUs, load average {m['load_avg_start'][0]:.1f} at start, "
           f"{m['load_avg_end'][0]:.1f} at end")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     if len(sys.argv) > 1 and sys.argv[1] == "_fit":
         cp = argparse.ArgumentParser()
         cp.add_argument("_fit")
@@ -207,6 +220,7 @@ if __name__ == "__main__":
         cp.add_argument("--k", type=int, required=True)
         cp.add_argument("--algo", required=True)
         cp.add_argument("--max-memory", type=float, required=True)
+        cp.add_argument("--tol", type=float, required=True)
         fit_child(cp.parse_args())
     else:
         main()

@@ -125,6 +125,7 @@ class LayerExtractor:
 
         self.model = load_model(checkpoint).to(device).eval()
         self.device = device
+        self.workers = cpu_workers() if device == "cpu" else 1  # see s3l.cluster.threads
         self.layer = layer
         self.batch_samples = max(int(batch_seconds * SAMPLE_RATE), MIN_SAMPLES)
         chunk_frames = max(int(chunk_seconds * SAMPLE_RATE) - (MIN_SAMPLES - ENCODER_HOP), ENCODER_HOP) // ENCODER_HOP
@@ -157,10 +158,18 @@ class LayerExtractor:
         return self([manifest.load(i) for i in batch])
 
     def __call__(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        import torch
-
         if len(waves) == 1 and len(waves[0]) > self.chunk_samples:
             return [self._chunked(waves[0])]
+        if self.workers == 1 or len(waves) == 1:
+            return self._batch(waves)
+        # On CPU: the batch in `workers` contiguous slices, each on a single-threaded worker thread.
+        cuts = np.linspace(0, len(waves), min(self.workers, len(waves)) + 1).astype(int)
+        groups = [waves[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+        return [f for part in bounded_map(self._batch, groups, self.workers) for f in part]
+
+    def _batch(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        import torch
+
         lengths = torch.tensor([len(w) for w in waves])
         batch = torch.zeros(len(waves), int(lengths.max()))  # (B, S)
         for b, w in enumerate(waves):
@@ -177,13 +186,13 @@ class LayerExtractor:
     def _chunked(self, wave: np.ndarray) -> torch.Tensor:
         import torch
 
-        total = layer_frames(len(wave))
-        parts = []
-        for f0 in range(0, total, self.chunk_frames):
+        def one(f0: int) -> torch.Tensor:
             piece = torch.from_numpy(wave[f0 * ENCODER_HOP: f0 * ENCODER_HOP + self.chunk_samples]).view(1, -1)
             feats = self._layer(piece, torch.tensor([piece.shape[1]]))  # (1, T, D)
-            parts.append(feats[0, : layer_frames(piece.shape[1])].float().cpu())
-        return torch.cat(parts)  # (total, D)
+            return feats[0, : layer_frames(piece.shape[1])].float().cpu()
+
+        starts = range(0, layer_frames(len(wave)), self.chunk_frames)
+        return torch.cat(list(bounded_map(one, starts, self.workers)))  # (total, D)
 
     def _layer(self, batch: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         import torch
@@ -205,7 +214,7 @@ class FeatureCache(Protocol):
 
 
 def make_extractor(feature: str, checkpoint: str | Path | None, layer: int | None, device: str,
-                   batch_seconds: float = 60.0, chunk_seconds: float = 100.0) -> Extractor:
+                   batch_seconds: float = 20.0, chunk_seconds: float = 100.0) -> Extractor:
     if feature == "mfcc":
         return MfccExtractor()
     if feature != "layer":

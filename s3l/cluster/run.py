@@ -67,13 +67,13 @@ class ClusterConfig:
     sample_pct: float = 100.0  # percentage of fit-split utterances used for fitting
     seed: int = 0  # utterance sample, k-means++ and scikit-learn randomness
     max_iter: int = 100  # Lloyd iterations at most
-    tol: float = 1e-4  # stop when an iteration lowers the inertia by less than this fraction
+    tol: float = km.DEFAULT_TOL  # stop when an iteration lowers the inertia by less than this fraction
     max_memory_gb: float = 2.0  # working-memory cap of the k-means engine (chunk size)
     models: tuple[Path, ...] = ()  # apply these fitted models instead of fitting
     device: str = "auto"  # auto, cpu or cuda (k-means and layer features)
     shard: int = 0  # this machine's part of the label splits ...
     num_shards: int = 1  # ... out of this many (needs --model)
-    batch_seconds: float = 60.0  # padded audio per layer-feature batch
+    batch_seconds: float = 20.0  # padded audio per layer-feature batch (split over CPU threads)
     chunk_seconds: float = 100.0  # longer utterances go through the model in chunks of this length
     keep_features: bool = False  # keep {out}/feats after the run
     force: bool = False  # overwrite existing outputs
@@ -81,9 +81,16 @@ class ClusterConfig:
 
 def run_cluster(cfg: ClusterConfig) -> dict[str, Any] | None:
     """Run the whole stage; returns the summary on rank 0 (None on other ranks)."""
-    t_start = time.perf_counter()
     _validate(cfg)
     info = dist.init(cfg.device)
+    try:
+        return _run(cfg, info)
+    finally:
+        dist.shutdown()
+
+
+def _run(cfg: ClusterConfig, info: dist.DistInfo) -> dict[str, Any] | None:
+    t_start = time.perf_counter()
     manifests = _load_manifests(cfg)
     models = [load_kmeans(p) for p in cfg.models]
     feature, layer, checkpoint = _resolve_feature(cfg, models)
@@ -95,7 +102,7 @@ def run_cluster(cfg: ClusterConfig) -> dict[str, Any] | None:
         sets = _apply_names(models)
     else:
         sets = plan_label_sets(cfg.ks, parse_subspaces(cfg.product, spec.feature, spec.dim))
-    splits = list(manifests) if cfg.label_splits is None else list(cfg.label_splits)
+    splits = list(manifests) if cfg.label_splits is None else list(dict.fromkeys(cfg.label_splits))
     check_overwrite(_outputs(cfg, sets, splits, fitting=not models), cfg.force)
     dist.barrier()  # nobody writes before every process has checked
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +125,8 @@ def run_cluster(cfg: ClusterConfig) -> dict[str, Any] | None:
     dist.barrier()
     if not info.is_main:
         return None
+    if (cfg.out / ".parts").is_dir() and not any((cfg.out / ".parts").iterdir()):
+        (cfg.out / ".parts").rmdir()  # only now: other processes may still create their next part files
     for m, ls in zip(models, sets):
         write_set_files(ls.dir(cfg.out), m)
     if store is not None and not cfg.keep_features:
@@ -220,7 +229,7 @@ def _outputs(cfg: ClusterConfig, sets: list[LabelSet], splits: list[str], fittin
 
 def _extract_fit(cfg: ClusterConfig, manifest: Manifest, extractor: Extractor, info: dist.DistInfo, bar,
                  times: dict[str, float]) -> tuple[FeatureStore, dict[str, Any]]:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     n_utt = len(manifest)
     n_sample = math.ceil(n_utt * cfg.sample_pct / 100)
     if n_sample == n_utt:
@@ -239,6 +248,7 @@ def _extract_fit(cfg: ClusterConfig, manifest: Manifest, extractor: Extractor, i
 
     items = iter_features(manifest, mine, extractor, on_done=done)
     write_shard(shard_stem(feat_dir, cfg.fit_split, info.rank, info.world_size), spec.dim, total, items)
+    cpu = dist.all_reduce_sum([time.process_time() - cpu0])[0]  # every thread of every process
     dist.barrier()
     bar.update(task, completed=n_sample)
     stems = [shard_stem(feat_dir, cfg.fit_split, r, info.world_size) for r in range(info.world_size)]
@@ -248,7 +258,8 @@ def _extract_fit(cfg: ClusterConfig, manifest: Manifest, extractor: Extractor, i
     fit_info = {"data": str(cfg.data.resolve()), "split": cfg.fit_split, "tsv": str(manifest.source.resolve()),
                 "tsv_hash": file_hash(manifest.source), "sample_pct": cfg.sample_pct, "seed": cfg.seed,
                 "utterances": int(n_sample), "frames": int(store.num_rows), "audio_seconds": audio,
-                "extract_x_realtime": audio / max(times["extract_seconds"], 1e-9)}
+                "extract_x_realtime": audio / max(times["extract_seconds"], 1e-9), "extract_cpu_seconds": cpu,
+                "extract_x_realtime_per_cpu": audio / max(cpu, 1e-9)}
     if store.num_rows == 0:
         raise S3LError(f"{manifest.source}: the fit sample ({n_sample} utterances) has no feature frames")
     return store, fit_info
@@ -363,8 +374,6 @@ def _label_split(cfg: ClusterConfig, split: str, manifest: Manifest, extractor: 
             if cfg.num_shards > 1:
                 all_frames = [spec.frames(n) for n in manifest.sizes]
                 merge_machine_shards(d, split, cfg.num_shards, all_frames, m.label_set.k, manifest.source)
-        if not any(parts_dir.iterdir()):
-            parts_dir.rmdir()
     return {"utterances": len(machine), "frames": int(sum(frames)),
             "audio_seconds": sum(manifest.sizes[i] for i in machine) / SAMPLE_RATE}
 
