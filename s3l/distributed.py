@@ -157,3 +157,14 @@ def shard(n: int, rank: int, world: int) -> range:
     """Contiguous slice of ``range(n)`` for one process (sizes differ by at most one)."""
     start = n * rank // world
     return range(start, n * (rank + 1) // world)
+
+
+def set_cpu_threads(threads: int, info: DistInfo) -> None:
+    """``threads > 0``: that many intra-op threads; else, for several CPU processes on one machine, an equal
+    share of the cores each (torch's default would give every process all of them)."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif info.device == "cpu" and info.distributed:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))

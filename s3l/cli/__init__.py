@@ -51,6 +51,10 @@ def _register() -> None:
 
     app.command("pretrain")(pretrain)
 
+    from s3l.cli.finetune import finetune
+
+    app.command("finetune")(finetune)
+
     from s3l.cli.cluster import cluster
 
     app.command("cluster")(cluster)
