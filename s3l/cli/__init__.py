@@ -23,44 +23,27 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from s3l.cli.prep import prep_app
-
-    app.add_typer(prep_app, name="prep")
-
+    """Commands in pipeline order (the order ``s3l --help`` lists them)."""
+    from s3l.cli.analyze import analyze_units
+    from s3l.cli.cluster import cluster
+    from s3l.cli.decode import decode
+    from s3l.cli.export import export
+    from s3l.cli.finetune import finetune
     from s3l.cli.lm import lm
-
-    prep_app.command("lm")(lm)
-
+    from s3l.cli.prep import prep_app
+    from s3l.cli.pretrain import pretrain
+    from s3l.cli.score import score
     from s3l.cli.synth import synth
 
     prep_app.command("synth")(synth)
-
-    from s3l.cli.score import score
-
-    app.command("score")(score)
-
-    from s3l.cli.decode import decode
-
-    app.command("decode")(decode)
-
-    from s3l.cli.analyze import analyze_units
-
-    app.command("analyze-units")(analyze_units)
-
-    from s3l.cli.pretrain import pretrain
-
-    app.command("pretrain")(pretrain)
-
-    from s3l.cli.finetune import finetune
-
-    app.command("finetune")(finetune)
-
-    from s3l.cli.cluster import cluster
-
+    prep_app.command("lm")(lm)
+    app.add_typer(prep_app, name="prep")
     app.command("cluster")(cluster)
-
-    from s3l.cli.export import export
-
+    app.command("pretrain")(pretrain)
+    app.command("finetune")(finetune)
+    app.command("decode")(decode)
+    app.command("score")(score)
+    app.command("analyze-units")(analyze_units)
     app.command("export")(export)
 
 
