@@ -109,6 +109,40 @@ def test_bad_options_are_errors(mini: Path, tmp_path: Path, args: list[str], mes
     assert ran(tmp_path) == []
 
 
+LANES = """#!/usr/bin/env bash
+exp=EXP
+fail_at=none
+. COMMON
+parse_options "$@"
+step() { [[ $1 != "$fail_at" ]] || return 3; sleep "$2"; echo "$1" >> "$exp/ran"; }
+first() { run_stage 1 a step a 0.5; run_stage 3 c step c 0; }
+second() { run_stage 2 b step b 0; wait_stage 1; run_stage 4 d step d 0; }
+run_stages() { run_lanes first second; run_stage 5 e step e 0; }
+run_stages
+"""
+
+
+def test_lanes_run_side_by_side_and_wait_for_each_other(tmp_path: Path) -> None:
+    script = tmp_path / "lanes.sh"
+    script.write_text(LANES.replace("EXP", str(tmp_path / "exp")).replace("COMMON", str(RECIPES / "common.sh")))
+    proc = bash(script, cwd=tmp_path)
+    # b does not wait for a (0.5 s); d waits for a's marker; e runs after both lanes
+    assert ran(tmp_path) == ["b", "a", "c", "d", "e"]
+    assert "(lanes.sh first) stage 1: a" in proc.stderr and "(lanes.sh second) stage 4: d" in proc.stderr
+    assert "stage 2: b" in (tmp_path / "exp" / "logs" / "second.log").read_text()
+    # a failing lane stops the recipe, and the lane waiting for its stage gives up instead of waiting forever
+    for m in (tmp_path / "exp" / "done").glob("*.json"):
+        m.unlink()
+    proc = bash(script, "--fail-at", "a", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "lane first failed" in proc.stderr
+    assert "stage 1 will not finish: lane first failed" in (tmp_path / "exp" / "logs" / "second.log").read_text()
+    assert ran(tmp_path) == ["b"]
+    # a stage outside --stage..--stop-stage that never ran is an error, not an endless wait
+    proc = bash(script, "--stage", "2", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "stage 1 has not run and is outside" in (
+        tmp_path / "exp" / "logs" / "second.log").read_text()
+
+
 def test_help_prints_the_leading_comment(tmp_path: Path) -> None:
     out = bash(RECIPES / "synthetic" / "run.sh", "--help", cwd=tmp_path).stdout
     assert out.startswith("s3l demo:") and "15 results" in out and "Sizes and budget" not in out
@@ -149,8 +183,13 @@ def write(path: Path, doc: dict) -> None:
 
 def test_results_table_checks_the_claims(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
-    write(exp / "done" / "00-prep-synth.json", {"stage": 0, "name": "prep-synth", "seconds": 60.5})
-    write(exp / "done" / "03-pretrain-hubert1.json", {"stage": 3, "name": "pretrain-hubert1", "seconds": 240.0})
+    write(exp / "done" / "00-prep-synth.json", {"stage": 0, "name": "prep-synth", "seconds": 60.5,
+                                                "finished": "2026-01-01T10:01:00+00:00"})
+    # stages 3 and 7 ran side by side in two lanes: wall time 10:00:00 -> 10:05:30, less than the sum
+    write(exp / "done" / "03-pretrain-hubert1.json", {"stage": 3, "name": "pretrain-hubert1", "seconds": 240.0,
+                                                      "finished": "2026-01-01T10:05:00+00:00"})
+    write(exp / "done" / "07-pretrain-wav2vec2.json", {"stage": 7, "name": "pretrain-wav2vec2", "seconds": 270.0,
+                                                       "finished": "2026-01-01T10:05:30+00:00"})
     write(exp / "data" / "synth.json", {"splits": {"train": {"hours": 2.0}, "test": {"hours": 0.167}}})
     write(exp / "hubert1" / "summary.json", {"objective": "hubert", "num_updates": 400, "train_seconds": 230.0,
                                               "valid": {"loss": 3.9, "acc_masked": 0.21}})
@@ -173,7 +212,8 @@ def test_results_table_checks_the_claims(tmp_path: Path) -> None:
                      ("pretraining", "hubert1"): True, ("pretraining", "hubert2"): True,
                      ("lm", "scratch"): True, ("lm", "wav2vec2"): True, ("lm", "hubert1"): True,
                      ("lm", "hubert2"): False}
-    assert r["total_seconds"] == 300.5 and r["wer"]["hubert1"]["test_wer_lm"] == 40.0
+    assert r["total_seconds"] == 570.5 and r["wall_seconds"] == 330.5
+    assert r["wer"]["hubert1"]["test_wer_lm"] == 40.0
     md = (exp / "results.md").read_text()
     assert "| HuBERT iteration 1 (MFCC targets) | 61.0 | 60.0 | 40.0 | 20.0 | 1.50 | -0.50 |" in md
     assert "| MFCC | 100 | 0.300 | 0.400 | 0.200 | 100 |" in md

@@ -17,6 +17,8 @@
 #    6 cluster-hubert2   k-means on layer $hubert2_layer of iteration 2 (for the unit analysis only)
 #    7 pretrain-wav2vec2 wav2vec 2.0 (tiny, contrastive)
 #    8-11 finetune-*     CTC on train-10min: hubert1, hubert2, wav2vec2, and a from-scratch baseline, one budget
+#   Stages 3-6 and 9 (lane_hubert) run beside 7, 11, 10 and 8 (lane_others), one CPU core each; each lane's
+#   output is in EXP/logs/LANE.log and its stage lines are printed.
 #   12 decode            test: greedy, and beam search + 4-gram with LM weight / word score tuned on dev
 #   13 score             s3l score on test for every model and decoder
 #   14 analyze-units     PNMI / purity of MFCC, iteration-1 and iteration-2 units on dev; layer sweeps; codes
@@ -29,9 +31,9 @@
 exp=exp/synthetic
 # shellcheck disable=SC2034 # an option (its value is read from the arguments by the loop below)
 quick=false
-nproc=2                  # processes for synthesis, clustering and decoding (training uses 1 process, 2 threads)
-threads=                 # CPU threads per process (OMP_NUM_THREADS); empty: torch's default (all cores). On a
-                         # machine busy with other jobs, 1 is several times faster (no spinning threads)
+nproc=2                  # processes for synthesis, clustering and decoding
+threads=1                # CPU threads per process (OMP_NUM_THREADS); empty: torch's default (all cores). Training
+                         # runs in two lanes of one process each (stages 3-11), so 1 thread keeps each on its core
 
 # corpus (prep synth): ~3.4 h of audio in all, ~1-3 min
 hours=2                  # unlabeled pre-training audio
@@ -43,28 +45,31 @@ seed=0
 
 # clustering: MFCC units for iteration 1, layer units for iteration 2 (HuBERT §II-C, §IV-C)
 mfcc_k=100
-hubert1_layer=3          # tiny has 4 blocks; HuBERT BASE takes block 6 of 12 (fairseq: "6th layer")
-hubert2_layer=3          # layer of iteration 2 whose units are analysed
+hubert1_layer=2          # the middle of tiny's 4 blocks, as HuBERT BASE takes block 6 of 12 (fairseq: "6th layer")
+hubert2_layer=2          # layer of iteration 2 whose units are analysed
 layer_k=100              # K for layer units (HuBERT BASE: 500 on 960 h; 100 suits 2 h of audio)
 layer_sample_pct=50      # % of train utterances whose frames fit the layer k-means
 
-# pre-training (preset tiny): ~4-5 min each
+# pre-training (preset tiny): ~6.5 min each on one core (2,000 updates of 4 s of audio, about one epoch)
 preset=tiny
-hubert1_updates=400
-hubert2_updates=400
-wav2vec2_updates=400
-pt_valid_interval=200
+hubert1_updates=2000
+hubert2_updates=2000
+wav2vec2_updates=2000
+pt_valid_interval=500
 
-# fine-tuning on train-10min (same budget for every model, ~2 min each)
+# fine-tuning on train-10min (same budget for every model, ~3 min each on one core)
 ft_split=train-10min
 ft_preset=10min
-ft_updates=600
-ft_freeze_updates=460    # output layer only at first: fairseq's base_10m.yaml freezes 10k of 13k updates
-ft_valid_interval=100
+ft_updates=800
+ft_freeze_updates=200    # output layer only at first (fairseq's base_10m.yaml: 10k of 13k updates; 77 % of 800
+                         # would leave the backbone 180 updates)
+ft_mask_prob=0.3         # time / channel masking (fairseq convention, p x span). Table 6's 10min values (0.75 /
+ft_mask_channel_prob=0.1 # 0.512) suit 13k updates: from scratch, 600 updates, dev loss 151 with them, 90 with these
+ft_valid_interval=200
 
 # decoding (~2 min in all)
 beam=50
-tune_trials=24
+tune_trials=16
 
 # analysis
 layer_sweep=true         # k-means on every layer of both HuBERT iterations (HuBERT Fig. 2); ~1 min
@@ -124,6 +129,7 @@ finetune() {
   shift
   s3l finetune --data "$data" --train-split "$ft_split" --valid-split dev --ft-preset "$ft_preset" \
     --max-updates "$ft_updates" --valid-interval "$ft_valid_interval" --save-interval "$ft_valid_interval" \
+    --mask-prob "$ft_mask_prob" --mask-channel-prob "$ft_mask_channel_prob" \
     --seed "$((seed + 1))" --out "$exp/ft/$name" "$(train_resume_flag "$exp/ft/$name")" "$@"
 }
 
@@ -170,25 +176,35 @@ results() {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
+# Stages 3-11 run in two lanes side by side, one CPU core each (run_lanes, recipes/common.sh): the HuBERT chain
+# and, beside it, wav2vec 2.0 and the fine-tunings that do not need HuBERT.
+lane_hubert() {
+  run_stage 3 pretrain-hubert1 pretrain hubert1 hubert "$hubert1_updates" --labels "$exp/km/mfcc"
+  run_stage 4 cluster-hubert1 cluster_layer "hubert1-l$hubert1_layer" "$exp/hubert1/checkpoint_last.safetensors" \
+    "$hubert1_layer" train,dev
+  run_stage 5 pretrain-hubert2 pretrain hubert2 hubert "$hubert2_updates" --labels "$exp/km/hubert1-l$hubert1_layer"
+  run_stage 6 cluster-hubert2 cluster_layer "hubert2-l$hubert2_layer" "$exp/hubert2/checkpoint_last.safetensors" \
+    "$hubert2_layer" dev
+  run_stage 9 finetune-hubert2 finetune hubert2 --init "$exp/hubert2/checkpoint_last.safetensors" \
+    --freeze-updates "$ft_freeze_updates"
+}
+
+lane_others() {
+  run_stage 7 pretrain-wav2vec2 pretrain wav2vec2 contrastive "$wav2vec2_updates"
+  run_stage 11 finetune-scratch finetune scratch --from-scratch --preset "$preset"
+  run_stage 10 finetune-wav2vec2 finetune wav2vec2 --init "$exp/wav2vec2/checkpoint_last.safetensors" \
+    --freeze-updates "$ft_freeze_updates"
+  wait_stage 3
+  run_stage 8 finetune-hubert1 finetune hubert1 --init "$exp/hubert1/checkpoint_last.safetensors" \
+    --freeze-updates "$ft_freeze_updates"
+}
+
 log "experiment directory: $exp (stages $stage..$stop_stage)"
 run_stage 0 prep-synth prep_synth
 run_stage 1 lm make_lm
 run_stage 2 cluster-mfcc s3l cluster --data "$data" --fit-split train --feature mfcc --k "$mfcc_k" \
   --label-splits train,dev --seed "$seed" --out "$exp/km/mfcc" --nproc "$nproc" --force
-run_stage 3 pretrain-hubert1 pretrain hubert1 hubert "$hubert1_updates" --labels "$exp/km/mfcc"
-run_stage 4 cluster-hubert1 cluster_layer "hubert1-l$hubert1_layer" "$exp/hubert1/checkpoint_last.safetensors" \
-  "$hubert1_layer" train,dev
-run_stage 5 pretrain-hubert2 pretrain hubert2 hubert "$hubert2_updates" --labels "$exp/km/hubert1-l$hubert1_layer"
-run_stage 6 cluster-hubert2 cluster_layer "hubert2-l$hubert2_layer" "$exp/hubert2/checkpoint_last.safetensors" \
-  "$hubert2_layer" dev
-run_stage 7 pretrain-wav2vec2 pretrain wav2vec2 contrastive "$wav2vec2_updates"
-run_stage 8 finetune-hubert1 finetune hubert1 --init "$exp/hubert1/checkpoint_last.safetensors" \
-  --freeze-updates "$ft_freeze_updates"
-run_stage 9 finetune-hubert2 finetune hubert2 --init "$exp/hubert2/checkpoint_last.safetensors" \
-  --freeze-updates "$ft_freeze_updates"
-run_stage 10 finetune-wav2vec2 finetune wav2vec2 --init "$exp/wav2vec2/checkpoint_last.safetensors" \
-  --freeze-updates "$ft_freeze_updates"
-run_stage 11 finetune-scratch finetune scratch --from-scratch --preset "$preset"
+run_lanes lane_hubert lane_others
 run_stage 12 decode decode_all
 run_stage 13 score score_all
 run_stage 14 analyze-units analyze
