@@ -312,6 +312,31 @@ def test_librispeech_recipe(corpora: dict[str, Path], tmp_path: Path) -> None:
     assert again.stderr.count("done before, skipped") == 10
 
 
+def test_synthetic_recipe_quick(tmp_path: Path) -> None:
+    """What `make demo` runs, at CI sizes (--quick): every stage on a seconds-long synthetic corpus, both lanes."""
+    pytest.importorskip("espeakng_loader")
+    exp = tmp_path / "exp"
+    proc = bash(RECIPES / "synthetic" / "run.sh", "--quick", "--exp", str(exp), cwd=tmp_path)
+    names = sorted(p.name for p in (exp / "done").glob("*.json"))
+    assert [int(n[:2]) for n in names] == list(range(16)), names
+    # stages 3-11 ran in the two lanes (their lines reach the terminal and their logs)
+    assert "(run.sh lane_hubert) stage 5: pretrain-hubert2" in proc.stderr
+    assert "(run.sh lane_others) stage 8: finetune-hubert1" in proc.stderr
+    assert "stage 10: finetune-wav2vec2" in (exp / "logs" / "lane_others.log").read_text()
+    r = json.loads((exp / "results.json").read_text())
+    assert r["wall_seconds"] < r["total_seconds"]  # the lanes overlapped
+    assert {(c["kind"], c["model"]) for c in r["claims"]} >= {("pnmi", "hubert1"), ("pretraining", "wav2vec2"),
+                                                                ("lm", "scratch")}
+    assert all(c["holds"] is not None for c in r["claims"])  # every figure a claim rests on was produced
+    for m in ("scratch", "wav2vec2", "hubert1", "hubert2"):
+        assert (exp / "decode" / m / "lm" / "test.hyp").stat().st_size > 0
+        ft = json.loads((exp / "ft" / m / "config.json").read_text())["finetune"]
+        assert (ft["mask_prob"], ft["mask_channel_prob"]) == (0.3, 0.1)  # one fine-tuning budget for all
+    assert "| claim | this run | holds |" in proc.stdout
+    again = bash(RECIPES / "synthetic" / "run.sh", "--quick", "--exp", str(exp), cwd=tmp_path)
+    assert again.stderr.count("done before, skipped") == 16
+
+
 def timit_utterance(spk: Path, name: str, seconds: float, seed: int) -> None:
     speech(spk / f"{name}.WAV", seconds, seed, fmt="NIST")
     n = int(seconds * 16_000)
