@@ -50,6 +50,12 @@ def test_preset_values_from_the_papers():
         assert (h.masked_weight, h.conv_pos, h.conv_pos_groups) == (1.0, 128, 16)
     assert preset("base").conv_pos == preset("large").conv_pos == 128
     assert preset("tiny", "hubert").masked_weight == 0.5 and preset("tiny").conv_pos == 16
+    # tiny wav2vec 2.0 trains without dropout or feature penalty (as LARGE); BASE and tiny HuBERT keep both
+    tiny_c, tiny_h = preset("tiny"), preset("tiny", "hubert")
+    regularisers = ("dropout", "attention_dropout", "dropout_input", "dropout_features", "feature_pen_weight")
+    assert [getattr(tiny_c, f) for f in regularisers] == [0.0] * 5
+    assert [getattr(large, f) for f in regularisers] == [0.0] * 5
+    assert [getattr(base, f) for f in regularisers] == [getattr(tiny_h, f) for f in regularisers] == [0.1] * 4 + [10.0]
     assert preset("large", "hubert").feature_pen_weight == 10.0
 
 

@@ -174,6 +174,8 @@ def test_presets_follow_the_papers(tmp_path: Path) -> None:
     model, o = opt("base", "hubert")
     assert (o.lr, o.warmup_updates, o.clip_norm, model.mask_prob) == (5e-4, 32_000, 10.0, 0.80)
     assert opt("large", "hubert")[1].lr == 1.5e-3 and opt("xlarge", "hubert")[1].max_tokens == 360_000
+    # the CPU demo: 32 s of audio per wav2vec 2.0 update (its contrastive task needs it), 4 s per HuBERT update
+    assert (opt("tiny", "contrastive")[1].max_tokens, opt("tiny", "hubert")[1].max_tokens) == (512_000, 64_000)
     model, o = opt("base", "contrastive", max_updates=1000, mask_prob=0.5, model_args=(("dropout", "0"),))
     assert o.warmup_updates == 80 and model.mask_prob == 0.5 and model.dropout == 0.0
     with pytest.raises(S3LError, match="xlarge"):

@@ -50,12 +50,13 @@ hubert2_layer=2          # layer of iteration 2 whose units are analysed
 layer_k=100              # K for layer units (HuBERT BASE: 500 on 960 h; 100 suits 2 h of audio)
 layer_sample_pct=50      # % of train utterances whose frames fit the layer k-means
 
-# pre-training (preset tiny): ~6.5 min each on one core (2,000 updates of 4 s of audio, about one epoch)
+# pre-training (preset tiny), each on one core: HuBERT ~6.5 min (2,000 updates of 4 s of audio, about one epoch),
+# wav2vec 2.0 ~10 min (800 updates of 32 s: its contrastive task needs the larger batch, see the tiny preset)
 preset=tiny
 hubert1_updates=2000
 hubert2_updates=2000
-wav2vec2_updates=2000
-pt_valid_interval=500
+wav2vec2_updates=800
+pt_valid_interval=400
 
 # fine-tuning on train-10min (same budget for every model, ~3 min each on one core)
 ft_split=train-10min
