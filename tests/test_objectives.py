@@ -153,7 +153,7 @@ def test_contrastive_logits_stay_within_each_utterance():
 
 def test_contrastive_model_loss_terms_and_identical_distractors():
     torch.manual_seed(0)
-    model = build_pretrain_model(_micro(num_negatives=10)).train()
+    model = build_pretrain_model(_micro(num_negatives=10, feature_pen_weight=10.0)).train()  # BASE's weights
     wave, lengths = torch.randn(2, 8000), torch.tensor([8000, 7000])
     out = model(wave, lengths)
     lg = out.logs
