@@ -44,9 +44,9 @@ _TINY = Optimisation(lr=1e-3, warmup_updates=120, max_updates=1_500, max_tokens=
 OPTIMISATION: dict[tuple[str, str], Optimisation] = {
     # CPU demo (not from the papers), 8 % warm-up, lr 1e-3 for the small model. HuBERT: 4 s of audio per update in
     # 2 s crops (~0.4 s per update on one free core). wav2vec 2.0: 32 s per update (16 x 2 s crops, ~0.8 s per
-    # update beside another job), 800 updates (~10-11 min). The contrastive task needs the larger batch: with 4 s per update its loss stayed
-    # on the ln(K + 1) plateau for 2,000 updates in every setting tried; with 32 s it leaves it after ~175 updates
-    # (measured; see the tiny preset in s3l/models/config.py).
+    # update beside another job), 800 updates (~10-11 min). The contrastive task needs the larger batch: with 4 s
+    # per update its loss stayed on the ln(K + 1) plateau for 2,000 updates in every setting tried; with 32 s it
+    # leaves it after ~175 updates (measured; see the tiny preset in s3l/models/config.py).
     ("tiny", "contrastive"): dataclasses.replace(_TINY, max_tokens=512_000, warmup_updates=64, max_updates=800,
                                                  valid_interval=100, save_interval=100),
     ("tiny", "hubert"): dataclasses.replace(_TINY, clip_norm=10.0),
