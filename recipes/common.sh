@@ -157,7 +157,8 @@ wait_stage() {
 # train_resume_flag DIR: --resume when DIR holds an interrupted run (checkpoint_last + training state), else
 # --force (a run without its state file cannot be continued; it is started over).
 train_resume_flag() {
-  if [[ -f $1/checkpoint_last.safetensors && -f $1/checkpoint_last.state.pt ]]; then
+  if [[ -f $1/checkpoint_last.safetensors && ( -f $1/checkpoint_last.state.safetensors \
+        || -f $1/checkpoint_last.state.pt ) ]]; then  # the .pt state: written by s3l 0.1
     echo --resume
   else
     echo --force

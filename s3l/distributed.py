@@ -45,6 +45,7 @@ def maybe_relaunch(nproc: int, argv: list[str] | None = None) -> None:
     if nproc == 1 or in_worker():
         return
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
 
     args = _strip_nproc(list(sys.argv[1:] if argv is None else argv))
     torch_args = ["--standalone", f"--nproc-per-node={nproc}", "-m", "s3l", *args]
@@ -52,6 +53,8 @@ def maybe_relaunch(nproc: int, argv: list[str] | None = None) -> None:
         torchrun.main(torch_args)
     except SystemExit as e:
         sys.exit(e.code)
+    except SignalException as e:  # Ctrl-C / SIGTERM: the launcher passed it on; the workers said what they kept
+        sys.exit(128 + int(e.sigval))
     except Exception as e:  # ChildFailedError: the worker already printed its own one-line error
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise S3LError(f"a worker process failed: {first}") from None

@@ -83,7 +83,7 @@ class FinetuneConfig:
     preset: str | None = None  # architecture for --from-scratch; optimisation defaults (tiny = CPU demo)
     ft_preset: str = "10min"  # masking / LayerDrop (wav2vec 2.0 Table 6) and budget (fairseq base_*.yaml)
     train_split: str = "train-10min"
-    valid_split: str | None = "dev"  # None: no validation (and no checkpoint_best)
+    valid_split: str | None = "auto"  # auto: dev if present, else valid; None: no validation (no checkpoint_best)
     # model overrides (fairseq mask_prob convention: mask_prob = p * mask_length)
     mask_prob: float | None = None
     mask_channel_prob: float | None = None
@@ -170,7 +170,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from s3l.fileio import atomic_write_text
     from s3l.manifest import load_split
     from s3l.models import CTCModel, load_model
-    from s3l.pretrain import _check_resume, _precision, _prepare_out
+    from s3l.pretrain import _check_resume, _precision, _prepare_out, _valid_split
     from s3l.train.data import read_token_labels
     from s3l.train.log import seed_everything
     from s3l.train.loop import LAST, LoopConfig, train
@@ -186,8 +186,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     try:
         vocab = read_vocab(cfg.data)
         splits = {"train": load_split(cfg.data, cfg.train_split, ("ltr",))}
-        if cfg.valid_split:
-            splits["valid"] = load_split(cfg.data, cfg.valid_split, ("ltr",))
+        valid_name = _valid_split(cfg.data, cfg.valid_split, info.is_main)
+        if valid_name:
+            splits["valid"] = load_split(cfg.data, valid_name, ("ltr",))
         letters = {k: read_token_labels(cfg.data / f"{s.manifest.source.stem}.ltr", s.manifest, vocab)
                    for k, s in splits.items()}
         pretrained = load_model(cfg.init) if cfg.init is not None else None

@@ -121,6 +121,19 @@ def split_files(data_dir: str | Path, split: str) -> dict[str, Path]:
     return {ext: data_dir / f"{split}.{ext}" for ext in ("tsv", *LABEL_EXTS)}
 
 
+def resolve_valid_split(data_dir: str | Path, name: str | None) -> str | None:
+    """``--valid-split``: ``auto`` is ``dev`` if ``data_dir`` has it, else ``valid``; ``None``/``""``: none."""
+    if not name:
+        return None
+    if name != "auto":
+        return name
+    for candidate in ("dev", "valid"):
+        if (Path(data_dir) / f"{candidate}.tsv").is_file():
+            return candidate
+    raise S3LError(f"{data_dir}: no dev.tsv or valid.tsv to validate on; name one with --valid-split SPLIT, or "
+                   "pass --valid-split '' for no validation")
+
+
 def load_split(data_dir: str | Path, split: str, labels: Iterable[str] = (), *, check_files: bool = True) -> Split:
     """Read ``{split}.tsv`` and the requested label files (e.g. ``("ltr",)``), validating line counts."""
     data_dir = Path(data_dir)

@@ -1,7 +1,7 @@
 """``s3l pretrain``: wav2vec 2.0 (contrastive) or HuBERT pre-training on a manifest, through the shared loop.
 
 The run directory (``--out``) holds ``config.json`` (the effective configuration), ``train.jsonl`` /
-``valid.jsonl`` (metrics), ``checkpoint_last.safetensors`` + ``checkpoint_last.state.pt`` (resumable) and
+``valid.jsonl`` (metrics), ``checkpoint_last.safetensors`` + ``checkpoint_last.state.safetensors`` (resumable) and
 ``checkpoint_best.safetensors`` (lowest validation loss), and ``summary.json`` at the end.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from s3l.errors import S3LError
 
 RUN_FILES = ("config.json", "train.jsonl", "valid.jsonl", "summary.json", "checkpoint_last.safetensors",
-             "checkpoint_last.state.pt", "checkpoint_best.safetensors")
+             "checkpoint_last.state.safetensors", "checkpoint_last.state.pt", "checkpoint_best.safetensors")
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class PretrainConfig:
     data: Path  # directory with {train_split}.tsv and {valid_split}.tsv
     out: Path  # run directory
     train_split: str = "train"
-    valid_split: str | None = "valid"  # None: no validation (and no checkpoint_best)
+    valid_split: str | None = "auto"  # auto: dev if present, else valid; None: no validation (no checkpoint_best)
     preset: str = "base"
     labels: tuple[Path, ...] = ()  # HuBERT label directories ({split}.km, dict.km.txt, labels.json)
     label_rate: tuple[float, ...] = ()  # Hz per label set (or one for all) when labels.json does not say
@@ -160,7 +159,6 @@ def parse_model_args(model: Any, pairs: tuple[tuple[str, str], ...]) -> dict[str
 
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pre-train and return the summary (also written to ``summary.json``)."""
-    import torch
 
     from s3l import distributed
     from s3l.manifest import load_split
@@ -178,7 +176,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     info = distributed.init(cfg.device)
     try:
         train_split = load_split(cfg.data, cfg.train_split)
-        valid_split = load_split(cfg.data, cfg.valid_split) if cfg.valid_split else None
+        valid_name = _valid_split(cfg.data, cfg.valid_split, info.is_main)
+        valid_split = load_split(cfg.data, valid_name) if valid_name else None
         rates = label_rates(cfg)
         model_cfg, opt = resolve(cfg, rates)
         precision = _precision(cfg.precision, info.device)
@@ -198,10 +197,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             num_workers=cfg.num_workers, resume=cfg.resume,
             find_unused_parameters=model_cfg.encoder_layerdrop > 0 or model_cfg.feature_grad_mult == 0,
         )
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        elif info.device == "cpu" and info.distributed:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+        distributed.set_cpu_threads(cfg.threads, info)
         summary = train(model, PretrainTask(), train_data, valid_data, loop_cfg, cfg.out, info)
         summary["objective"], summary["preset"] = cfg.objective, cfg.preset
         if info.is_main:
@@ -307,20 +303,46 @@ def _precision(precision: str, device: str) -> str:
     return precision
 
 
-def _prepare_out(cfg: PretrainConfig, is_main: bool) -> None:
-    from s3l import distributed
+def _valid_split(data: Path, name: str | None, is_main: bool) -> str | None:
+    """The validation split to use (``auto`` resolved), said on stderr when it was chosen for the user."""
+    from s3l.manifest import resolve_valid_split
 
-    existing = [n for n in RUN_FILES if (cfg.out / n).exists()]
+    chosen = resolve_valid_split(data, name)
+    if is_main and name == "auto":
+        from s3l.cli.common import console_err
+
+        console_err.print(f"validating on {chosen} ({data / f'{chosen}.tsv'}; --valid-split to choose another)",
+                          highlight=False)
+    return chosen
+
+
+def _prepare_out(cfg: PretrainConfig, is_main: bool) -> None:
+    """A run directory holds a run once it has ``checkpoint_last`` and its state: only then does a plain
+    command refuse it (``--resume`` or ``--force``). Files of a run that stopped before its first save are
+    replaced, with a note."""
+    from s3l import distributed
+    from s3l.checkpoint import read_metadata
+    from s3l.train.loop import LAST, STATE, state_file
+
     if cfg.out.exists() and not cfg.out.is_dir():
         raise S3LError(f"{cfg.out}: --out exists and is not a directory")
-    if existing and not cfg.resume and not cfg.force:
-        raise S3LError(f"{cfg.out}: holds a run ({existing[0]}); pass --resume to continue it or --force to start over")
-    missing = [n for n in ("checkpoint_last.safetensors", "checkpoint_last.state.pt") if not (cfg.out / n).is_file()]
-    if cfg.resume and missing:
-        raise S3LError(f"{cfg.out}: nothing to resume ({missing[0]} not found); drop --resume to start anew")
+    saved = (cfg.out / LAST).is_file() and state_file(cfg.out) is not None
+    if cfg.resume and not saved:
+        raise S3LError(f"{cfg.out}: nothing to resume (no {LAST} with its {STATE}: no run was saved there); "
+                       "run without --resume to start anew")
+    if saved and not cfg.resume and not cfg.force:
+        update = read_metadata(cfg.out / LAST).get("num_updates")
+        raise S3LError(f"{cfg.out}: holds a run saved at update {update}; pass --resume to continue it or --force "
+                       "to start over")
+    existing = [n for n in RUN_FILES if (cfg.out / n).exists()]
     if is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
-        if cfg.force and not cfg.resume:
+        if not cfg.resume:
+            if existing and not saved:
+                from s3l.cli.common import console_err
+
+                console_err.print(f"note: {cfg.out} has no saved checkpoint (an earlier run stopped before its "
+                                  f"first save): starting anew, replacing {', '.join(existing)}", highlight=False)
             for n in existing:
                 (cfg.out / n).unlink()
     distributed.barrier()

@@ -58,18 +58,84 @@ def test_non_s3l_files_rejected(tmp_path: Path) -> None:
 
 
 def test_state_round_trip_and_hash(tmp_path: Path) -> None:
-    p = tmp_path / "m.state.pt"
-    state = {"step": 3, "rng": torch.get_rng_state(), "opt": {"lr": 1e-3}}
+    import random
+
+    import numpy as np
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), betas=(0.9, 0.98))
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"step": 3, "best": None, "worst": float("inf"), "rng": [rng], "optimizer": opt.state_dict(),
+             "odd": {"__tensor__": "0", (1, 2): [1.5, "x"]}, "flag": True}
+    p = tmp_path / "m.state.safetensors"
     save_state(p, state)
     back = load_state(p)
-    assert back["step"] == 3 and back["opt"] == {"lr": 1e-3} and torch.equal(back["rng"], state["rng"])
-    (tmp_path / "bad.pt").write_bytes(b"nope")
-    with pytest.raises(S3LError, match="unreadable training state"):
-        load_state(tmp_path / "bad.pt")
+    assert back["step"] == 3 and back["best"] is None and back["worst"] == float("inf") and back["flag"] is True
+    assert back["odd"] == {"__tensor__": "0", (1, 2): [1.5, "x"]}  # keys that look like tags, tuple keys
+    assert back["rng"][0]["python"] == rng["python"]  # tuples stay tuples: random.setstate accepts it
+    name, keys, *rest = back["rng"][0]["numpy"]
+    assert name == "MT19937" and keys.dtype == np.uint32 and np.array_equal(keys, rng["numpy"][1])
+    assert tuple(rest) == rng["numpy"][2:]
+    assert torch.equal(back["rng"][0]["torch"], rng["torch"])
+    groups, saved = back["optimizer"]["param_groups"], opt.state_dict()
+    assert groups == saved["param_groups"] and sorted(back["optimizer"]["state"]) == [0, 1]  # int keys kept
+    for k, v in saved["state"][0].items():
+        assert torch.equal(back["optimizer"]["state"][0][k], v)
+    torch.optim.AdamW(model.parameters(), betas=(0.9, 0.98)).load_state_dict(back["optimizer"])
+    random.setstate(back["rng"][0]["python"])
+    np.random.set_state(back["rng"][0]["numpy"])
+    (tmp_path / "bad.safetensors").write_bytes(b"nope")
+    with pytest.raises(S3LError, match="bad.safetensors: unreadable training state"):
+        load_state(tmp_path / "bad.safetensors")
+    weights = tmp_path / "w.safetensors"
+    save_checkpoint(weights, {"w": torch.ones(1)}, "ctc")
+    with pytest.raises(S3LError, match="not an s3l training-state file"):
+        load_state(weights)
     with pytest.raises(S3LError, match="checkpoint not found"):
-        load_state(tmp_path / "none.pt")
+        load_state(tmp_path / "none.safetensors")
     assert file_hash(p) == hashlib.sha256(p.read_bytes()).hexdigest()[:16]
     assert len(file_hash(p, 8)) == 8
+
+
+def test_state_file_never_runs_code(tmp_path: Path) -> None:
+    """A state file is data only: a planted pickle payload (old .pt format) is refused and does not run, and
+    the safetensors format has no way to name an object at all (unknown tags are refused)."""
+    import os
+
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    evil = tmp_path / "checkpoint_last.state.pt"
+    torch.save({"num_updates": 1, "optimizer": Payload()}, evil)
+    with pytest.raises(S3LError, match=r"state.pt: refused: it holds posix.system, which is not training state"):
+        load_state(evil)
+    assert not marker.exists()
+    forged = tmp_path / "forged.state.safetensors"
+    save_file({"0": torch.zeros(1)}, str(forged), metadata={
+        "format": "s3l", "format_version": "1", "kind": "training_state",
+        "state": json.dumps({"x": {"__object__": "os.system"}})})
+    with pytest.raises(S3LError, match="unknown tag '__object__'"):
+        load_state(forged)
+
+
+def test_state_of_older_s3l_still_loads_safely(tmp_path: Path) -> None:
+    """A ``torch.save`` state of s3l 0.1 (tensors, NumPy RNG state, tuples) loads through the weights-only path."""
+    import random
+
+    import numpy as np
+
+    old = {"num_updates": 4, "rng": [{"python": random.getstate(), "numpy": np.random.get_state(),
+                                       "torch": torch.get_rng_state()}], "optimizer": {"state": {}, "param_groups": []}}
+    p = tmp_path / "checkpoint_last.state.pt"
+    torch.save(old, p)
+    back = load_state(p)
+    assert back["num_updates"] == 4 and back["rng"][0]["python"] == old["rng"][0]["python"]
+    assert np.array_equal(back["rng"][0]["numpy"][1], old["rng"][0]["numpy"][1])
 
 
 def test_metadata_is_json(tmp_path: Path) -> None:

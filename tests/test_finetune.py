@@ -86,7 +86,7 @@ def test_from_scratch_run_is_decodable_and_follows_tri_stage(corpus: Path, tmp_p
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["feature_grad_mult"] == 1.0 and cfg["optimisation"]["freeze_updates"] == 0
     # Adam as fairseq's fine-tuning configs: eps 1e-8, no weight decay
-    group = load_state(out / "checkpoint_last.state.pt")["optimizer"]["param_groups"][0]
+    group = load_state(out / "checkpoint_last.state.safetensors")["optimizer"]["param_groups"][0]
     assert group["eps"] == 1e-8 and group["weight_decay"] == 0.0 and tuple(group["betas"]) == (0.9, 0.98)
     # the feature encoder of a from-scratch model is trained
     seed_everything(1)  # run_finetune seeds with --seed, then builds the model

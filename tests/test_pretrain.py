@@ -120,7 +120,7 @@ def test_sigkill_then_resume(corpus: Path, tmp_path: Path) -> None:
             "--max-updates", "12", "--save-interval", "2", "--valid-interval", "100"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*S3L, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    state = out / "checkpoint_last.state.pt"
+    state = out / "checkpoint_last.state.safetensors"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if state.is_file() and read_metadata(out / "checkpoint_last.safetensors")["num_updates"] >= 4:
@@ -135,6 +135,67 @@ def test_sigkill_then_resume(corpus: Path, tmp_path: Path) -> None:
     assert f"resuming from update {saved} " in p.stderr
     assert [r["update"] for r in read_jsonl(out / "train.jsonl")] == list(range(1, 13))
     assert read_metadata(out / "checkpoint_last.safetensors")["num_updates"] == 12
+
+
+def test_ctrl_c_saves_and_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
+    """SIGINT stops between two updates after writing checkpoint_last (off the save interval), exits 130 and says
+    so; --resume then ends with the very weights of an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    def args(out: Path) -> list[str]:
+        return ["pretrain", "--objective", "contrastive", "--data", str(corpus), "--out", str(out), *FAST,
+                "--max-updates", "8", "--save-interval", "100", "--valid-split", ""]
+
+    s3l(*args(tmp_path / "whole"))
+    out = tmp_path / "stopped"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*S3L, *args(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        log = out / "train.jsonl"
+        if log.is_file() and len(read_jsonl(log)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    saved = read_metadata(out / "checkpoint_last.safetensors")["num_updates"]
+    assert 2 <= saved < 8 and f"stopped at update {saved}: " in err and "continue with --resume" in err
+    assert "Traceback" not in err
+    p = s3l(*args(out), "--resume")
+    assert f"resuming from update {saved} " in p.stderr
+    whole, resumed = (load_file(str(d / "checkpoint_last.safetensors")) for d in (tmp_path / "whole", out))
+    assert all(np.array_equal(whole[k].numpy(), resumed[k].numpy()) for k in whole)
+
+
+def test_a_directory_without_a_checkpoint_is_not_a_run(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "early"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "train.jsonl").write_text('{"update": 1}\n')
+    base = ["pretrain", "--objective", "contrastive", "--data", str(corpus), "--out", str(out), *FAST,
+            "--max-updates", "1", "--valid-split", ""]
+    msg = cli(*base, "--resume")
+    assert "nothing to resume" in msg and "run without --resume to start anew" in msg
+    p = s3l(*base)
+    assert "has no saved checkpoint" in p.stderr and "starting anew" in p.stderr
+    assert read_metadata(out / "checkpoint_last.safetensors")["num_updates"] == 1
+    assert "holds a run saved at update 1; pass --resume" in cli(*base)
+
+
+def test_validation_split_defaults_to_dev_when_present(corpus: Path, tmp_path: Path) -> None:
+    from s3l.manifest import resolve_valid_split
+
+    assert resolve_valid_split(corpus, "auto") == "valid" and resolve_valid_split(corpus, "") is None
+    (tmp_path / "dev.tsv").write_text("/\n")
+    (tmp_path / "valid.tsv").write_text("/\n")
+    assert resolve_valid_split(tmp_path, "auto") == "dev" and resolve_valid_split(tmp_path, "valid") == "valid"
+    with pytest.raises(S3LError, match="no dev.tsv or valid.tsv"):
+        resolve_valid_split(tmp_path / "none", "auto")
+    p = s3l("pretrain", "--objective", "contrastive", "--data", str(corpus), "--out", str(tmp_path / "r"), *FAST,
+            "--max-updates", "1")
+    assert f"validating on valid ({corpus / 'valid.tsv'}" in p.stderr
 
 
 def test_two_processes(corpus: Path, tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ def test_merge_splits_and_resume_flag(tmp_path: Path) -> None:
     run = tmp_path / "run"
     script.write_text(f"exp={tmp_path}\n. {RECIPES / 'common.sh'}\nmerge_splits {d} ab a b\n"
                       f"train_resume_flag {run}\nmkdir -p {run}\n"
-                      f"touch {run}/checkpoint_last.safetensors {run}/checkpoint_last.state.pt\n"
+                      f"touch {run}/checkpoint_last.safetensors {run}/checkpoint_last.state.safetensors\n"
                       f"train_resume_flag {run}\nmerge_splits {d} ac a c\n")
     proc = bash(script, cwd=tmp_path, check=False)
     assert (d / "ab.tsv").read_text().splitlines() == [

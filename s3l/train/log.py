@@ -31,7 +31,9 @@ class JsonlLog:
             return
         keep = [ln for ln in self.path.read_text(encoding="utf-8").splitlines()
                 if ln.strip() and json.loads(ln).get("update", 0) <= num_updates]
-        self.path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+        from s3l.fileio import atomic_write_lines
+
+        atomic_write_lines(self.path, keep)  # a kill now must not lose the records before the checkpoint
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ Read top to bottom: set up (optimizer, scaler, resume, DDP), then per update: ``
 (no DDP gradient sync but on the last), non-finite check, gradient clipping, optimizer step; every
 ``log_interval`` a JSONL record, every ``valid_interval`` a validation (best checkpoint), every
 ``save_interval`` the last checkpoint plus the training state. One code path for 1..N processes; only rank 0
-writes files.
+writes files. SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) stops the run between two updates, after
+writing ``checkpoint_last`` and its state, so ``--resume`` continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +35,8 @@ from s3l.train.data import Batch, Data, iterate, loader
 from s3l.train.log import JsonlLog, Meter, rng_state, seed_everything, set_rng_state
 from s3l.train.optim import adam, set_lr
 
-LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "checkpoint_last.state.pt"
+LAST, BEST, STATE = "checkpoint_last.safetensors", "checkpoint_best.safetensors", "checkpoint_last.state.safetensors"
+LEGACY_STATE = "checkpoint_last.state.pt"  # s3l 0.1 (torch.save); read only through the weights-only unpickler
 MIN_LOSS_SCALE = 1e-4  # fairseq's min_loss_scale: below it fp16 training has diverged
 
 
@@ -113,10 +118,15 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
     t_start, audio_total, audio_interval = time.perf_counter(), 0.0, 0.0
     t_log = time.perf_counter()
     throughput = TextColumn("{task.fields[info]}")
-    with progress(throughput, disable=not info.is_main) as bar:
+    saved_at = st.num_updates if cfg.resume else -1
+    with progress(throughput, disable=not info.is_main) as bar, _StopSignals(info) as stop:
         job = bar.add_task("train", total=cfg.max_updates, completed=st.num_updates, info="")
         while st.num_updates < cfg.max_updates:
             for group in _groups(train_data, st, cfg):
+                if stop.agreed():
+                    if st.num_updates != saved_at:
+                        _save(model, task, optimizer, scaler, st, cfg, out, info)
+                    stop.exit(out, st.num_updates)
                 for obj in (model, task):  # e.g. the Gumbel temperature, fine-tuning's frozen first updates
                     if hasattr(obj, "set_num_updates"):
                         obj.set_num_updates(st.num_updates)
@@ -173,6 +183,7 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
                             task.save_model(out / BEST, model, num_updates=n, **{f"valid_{task.metric}": metric})
                 if (n % cfg.save_interval == 0 or n == cfg.max_updates):
                     _save(model, task, optimizer, scaler, st, cfg, out, info)
+                    saved_at = n
                 if n >= cfg.max_updates:
                     break
     return {"num_updates": st.num_updates, "best": st.best, "metric": task.metric, "valid": last_valid,
@@ -278,17 +289,70 @@ def _save(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, scaler
         })
         os.replace(weights, out / LAST)
         os.replace(state, out / STATE)
+        (out / LEGACY_STATE).unlink(missing_ok=True)  # a resumed s3l 0.1 run: the old state is superseded
     distributed.barrier()
+
+
+def state_file(out: Path) -> Path | None:
+    """The training state beside ``checkpoint_last`` in ``out`` (the current format first), if any."""
+    for name in (STATE, LEGACY_STATE):
+        if (out / name).is_file():
+            return out / name
+    return None
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set a flag that the loop checks between updates (all processes agree on it), so the
+    stop happens at a consistent point. With one process a second Ctrl-C stops at once; under torchrun the
+    launcher forwards the signal again, so workers always finish the update and save."""
+
+    def __init__(self, info: distributed.DistInfo) -> None:
+        self.info, self.signum = info, 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT and not distributed.in_worker():
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now (checkpoint_last is the last save)
+        if not self.signum and self.info.is_main:
+            sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping after this update and saving "
+                             "checkpoint_last (Ctrl-C again to stop at once)\n")
+        self.signum = self.signum or signum
+
+    def agreed(self) -> bool:
+        """True on every process once any process got a signal (one collective per update when distributed)."""
+        if not self.info.distributed:
+            return bool(self.signum)
+        return distributed.all_reduce_sum([float(bool(self.signum))], self.info.device)[0] > 0
+
+    def exit(self, out: Path, num_updates: int) -> None:
+        signum = self.signum or signal.SIGTERM  # another process got the signal
+        if self.info.is_main:
+            console_err.print(f"stopped at update {num_updates}: {out / LAST} and its training state are saved; "
+                              "continue with --resume")
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
 
 
 def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, out: Path,
             info: distributed.DistInfo) -> TrainState:
-    if not (out / STATE).is_file() or not (out / LAST).is_file():
-        raise S3LError(f"{out}: nothing to resume ({STATE} and {LAST} are needed); drop --resume to start anew")
-    state = load_state(out / STATE)
+    path = state_file(out)
+    if path is None or not (out / LAST).is_file():
+        raise S3LError(f"{out}: nothing to resume (no {LAST} with its {STATE}); run without --resume to start anew")
+    state = load_state(path)
     tensors, meta = load_checkpoint(out / LAST)
     if meta.get("num_updates") != state["num_updates"]:
-        raise S3LError(f"{out / LAST}: weights are from update {meta.get('num_updates')} but {STATE} is from "
+        raise S3LError(f"{out / LAST}: weights are from update {meta.get('num_updates')} but {path.name} is from "
                        f"update {state['num_updates']}; the pair is inconsistent")
     try:
         model.load_state_dict(tensors)
