@@ -9,8 +9,10 @@ no process group and every collective below is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,11 +101,52 @@ def init(device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
 
 
-def shutdown() -> None:
+@contextlib.contextmanager
+def process_group(device: str = "auto") -> Iterator[DistInfo]:
+    """:func:`init` ... :func:`shutdown` around a command. On success every process first waits for the others
+    (no process tears the group down under a peer's last collective); on an error it leaves at once (a barrier
+    would wait for peers that are stuck in another collective)."""
+    info = init(device)
+    try:
+        yield info
+    except BaseException:
+        shutdown()
+        raise
+    shutdown(wait=True)
+
+
+def shutdown(wait: bool = False) -> None:
+    """Leave the process group (``wait``: after a barrier), then collect garbage, so that the backend's native
+    threads are joined now, while the interpreter is whole."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
+        gc.collect()  # a reference cycle must not keep the group (and its worker threads) alive until exit
+
+
+def exit_process(code: int | str | None) -> None:
+    """End a torchrun worker without interpreter finalization (``os._exit``), after flushing its output.
+
+    A native thread that touches a Python object while the interpreter is being torn down (gloo's work
+    threads releasing a finished collective's tensors, autograd worker threads) takes the GIL, is ended by
+    ``PyThread_exit_thread`` and unwinds through a ``noexcept`` frame: ``terminate called without an active
+    exception``, SIGABRT, and torchrun reports the whole command failed although every output was written
+    (pytorch/pytorch#190489). Every s3l command has closed its files when it returns, so a worker skips the
+    teardown; outside torchrun this is ``sys.exit``.
+    """
+    if not in_worker():
+        sys.exit(code)
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def barrier() -> None:

@@ -182,8 +182,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise S3LError("--from-scratch needs --preset (tiny, base, large, xlarge): the architecture to build")
     if cfg.init is not None and not Path(cfg.init).exists():
         raise S3LError(f"{cfg.init}: --init model not found")
-    info = distributed.init(cfg.device)
-    try:
+    with distributed.process_group(cfg.device) as info:
         vocab = read_vocab(cfg.data)
         splits = {"train": load_split(cfg.data, cfg.train_split, ("ltr",))}
         valid_name = _valid_split(cfg.data, cfg.valid_split, info.is_main)
@@ -221,8 +220,6 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
             atomic_write_text(cfg.out / "summary.json", json.dumps(summary, indent=2) + "\n")
             _print_summary(summary, cfg)
         return summary
-    finally:
-        distributed.shutdown()
 
 
 class CTCTask:

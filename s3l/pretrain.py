@@ -173,8 +173,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise S3LError("--labels are the targets of --objective hubert; contrastive pre-training needs none")
     if cfg.objective == "hubert" and not cfg.labels:
         raise S3LError("--objective hubert needs --labels DIR (unit files from `s3l cluster`)")
-    info = distributed.init(cfg.device)
-    try:
+    with distributed.process_group(cfg.device) as info:
         train_split = load_split(cfg.data, cfg.train_split)
         valid_name = _valid_split(cfg.data, cfg.valid_split, info.is_main)
         valid_split = load_split(cfg.data, valid_name) if valid_name else None
@@ -206,8 +205,6 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             atomic_write_text(cfg.out / "summary.json", json.dumps(summary, indent=2) + "\n")
             _print_summary(summary, cfg.out)
         return summary
-    finally:
-        distributed.shutdown()
 
 
 class PretrainTask:

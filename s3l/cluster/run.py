@@ -82,11 +82,8 @@ class ClusterConfig:
 def run_cluster(cfg: ClusterConfig) -> dict[str, Any] | None:
     """Run the whole stage; returns the summary on rank 0 (None on other ranks)."""
     _validate(cfg)
-    info = dist.init(cfg.device)
-    try:
+    with dist.process_group(cfg.device) as info:
         return _run(cfg, info)
-    finally:
-        dist.shutdown()
 
 
 def _run(cfg: ClusterConfig, info: dist.DistInfo) -> dict[str, Any] | None:

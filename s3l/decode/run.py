@@ -56,11 +56,8 @@ class DecodeConfig:
 def decode(cfg: DecodeConfig) -> dict:
     """Run the whole command; returns the summary (rank 0; other ranks return an empty dict)."""
     _check(cfg)
-    info = distributed.init(cfg.device if cfg.checkpoint is not None else "cpu")
-    try:
+    with distributed.process_group(cfg.device if cfg.checkpoint is not None else "cpu") as info:
         return _decode(cfg, info)
-    finally:
-        distributed.shutdown()
 
 
 def _check(cfg: DecodeConfig) -> None:
