@@ -11,6 +11,7 @@ This module imports neither torch nor numpy, so the CLI can build configs withou
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -24,6 +25,13 @@ PRESETS = ("tiny", "base", "large", "xlarge")
 # and kernel widths 10,3,3,3,3,2,2 (receptive field 400 samples = 25 ms).
 CONV_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 CONV_STRIDES = (5, 2, 2, 2, 2, 2, 2)
+
+# Fields checked by ModelConfig: sizes and counts that must be >= 1, and dropout probabilities in [0, 1).
+_SIZES = ("conv_dim", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+          "conv_pos", "conv_pos_groups", "mask_length", "mask_channel_length", "final_dim", "latent_vars",
+          "latent_groups", "num_negatives")
+_DROPOUTS = ("dropout", "attention_dropout", "activation_dropout", "dropout_input", "dropout_features",
+             "encoder_layerdrop", "final_dropout")
 
 
 @dataclass(frozen=True)
@@ -87,24 +95,37 @@ class ModelConfig:
         _check(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         _check(self.extractor_mode in EXTRACTOR_MODES, f"extractor_mode must be one of {EXTRACTOR_MODES}")
         _check(len(self.conv_kernels) == len(self.conv_strides) > 0, "conv_kernels and conv_strides differ in length")
+        for name in ("conv_kernels", "conv_strides"):
+            _check(all(v >= 1 for v in getattr(self, name)), f"{name} must all be >= 1, got {getattr(self, name)}")
+        for name in _SIZES:  # before the divisibility checks below, which would divide by zero
+            v = getattr(self, name)
+            _check(v >= 1, f"{name} must be >= 1, got {v}")
+        for name in ("latent_dim", "mask_min_masks"):
+            v = getattr(self, name)
+            _check(v >= 0, f"{name} must be >= 0, got {v}")
         _check(self.encoder_embed_dim % self.encoder_attention_heads == 0,
                "encoder_embed_dim must be divisible by encoder_attention_heads")
         _check(self.encoder_embed_dim % self.conv_pos_groups == 0,
                "encoder_embed_dim must be divisible by conv_pos_groups")
-        for name in ("dropout", "attention_dropout", "activation_dropout", "dropout_input", "dropout_features",
-                     "encoder_layerdrop", "final_dropout", "masked_weight"):
+        for name in _DROPOUTS:  # a probability of 1 would drop everything
             v = getattr(self, name)
-            _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1], got {v}")
+            _check(0.0 <= v < 1.0, f"{name} must be in [0, 1), got {v}")
+        _check(0.0 <= self.masked_weight <= 1.0, f"masked_weight must be in [0, 1], got {self.masked_weight}")
         for name in ("mask_prob", "mask_channel_prob"):
             v = getattr(self, name)
             _check(0.0 <= v <= 1.0, f"{name} must be in [0, 1] (fairseq convention: p * span length), got {v}")
-        _check(self.mask_length >= 1 and self.mask_channel_length >= 1, "mask lengths must be >= 1")
-        _check(self.feature_grad_mult >= 0.0, "feature_grad_mult must be >= 0")
-        _check(self.logit_temp > 0.0, "logit_temp must be > 0")
+        for name in ("feature_grad_mult", "feature_pen_weight", "diversity_weight"):
+            v = getattr(self, name)
+            _check(0.0 <= v < math.inf, f"{name} must be a finite number >= 0, got {v}")
+        _check(0.0 < self.logit_temp < math.inf, f"logit_temp must be a finite number > 0, got {self.logit_temp}")
         vq_dim = self.latent_dim or self.final_dim
         _check(vq_dim % self.latent_groups == 0, "latent_dim (or final_dim) must be divisible by latent_groups")
         _check(len(self.latent_temp) == 3, "latent_temp must be (max, min, decay)")
-        _check(len(self.label_rates) >= 1 and all(r > 0 for r in self.label_rates), "label_rates must be > 0 Hz")
+        t_max, t_min, decay = self.latent_temp
+        _check(t_max >= t_min > 0.0 and t_max < math.inf and 0.0 < decay <= 1.0,
+               f"latent_temp must be (max, min, decay) with max >= min > 0 and decay in (0, 1], got {self.latent_temp}")
+        _check(len(self.label_rates) >= 1 and all(0.0 < r < math.inf for r in self.label_rates),
+               f"label_rates must be finite and > 0 Hz, got {self.label_rates}")
 
     @property
     def vq_dim(self) -> int:
