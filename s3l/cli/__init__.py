@@ -6,8 +6,10 @@ Heavy imports (torch) happen inside commands so ``s3l --help`` stays instant.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
+from rich.markup import escape
 
 from s3l.cli.common import console_err
 from s3l.errors import S3LError
@@ -50,12 +52,41 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
+try:  # the parser's usage errors: typer >= 0.2x vendors click and exports their base class
+    from typer import TyperException as _UsageError
+except ImportError:  # older typer on top of click
+    from click import ClickException as _UsageError
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (``argv``: the arguments, default ``sys.argv[1:]``) and exit with its status.
+
+    A user error -- an :class:`S3LError`, a usage error found by the parser (missing or unknown option, a value out
+    of range), or an ``OSError`` that names its file -- prints one red ``error:`` line and exits 2.
+    """
     try:
-        app()
+        status = app(args=argv, prog_name="s3l", standalone_mode=False)
+    except _UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare ``s3l`` or ``s3l prep``: typer printed the help
+            sys.exit(2)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _error(e.format_message().rstrip(".") + hint)
+    except typer.Abort:  # end of input at a prompt
+        _error("aborted")
     except S3LError as e:
-        console_err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _error(str(e))
+    except OSError as e:
+        if e.filename is None:
+            raise  # not about a file the user named: a bug
+        target = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else str(e.filename)
+        _error(f"{target}: {e.strerror}")
     except KeyboardInterrupt:
         console_err.print("[red]interrupted[/]")
         sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _error(message: str) -> NoReturn:
+    console_err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    sys.exit(2)

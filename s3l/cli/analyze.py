@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from s3l.cli.common import csv_list
+from s3l.cli.common import NON_NEGATIVE, PERCENT, POSITIVE, csv_list
 from s3l.errors import S3LError
+from s3l.paths import writing_to
 
 
 def analyze_units(
@@ -17,12 +18,13 @@ def analyze_units(
         None, "--phones", help="Frame-level phone labels ({split}.phn). Default with --layers/--codes: DATA/SPLIT.phn."
     ),
     unit_rate: int = typer.Option(
-        None, "--unit-rate", help="Unit label rate in Hz. Default: the rate `s3l cluster` recorded in "
+        None, "--unit-rate", min=1, help="Unit label rate in Hz. Default: the rate `s3l cluster` recorded in "
         "kmeans.safetensors beside the .km file, else 50."
     ),
-    phone_rate: int = typer.Option(100, "--phone-rate", help="Phone label rate in Hz."),
+    phone_rate: int = typer.Option(100, "--phone-rate", min=1, help="Phone label rate in Hz."),
     max_diff_ms: float = typer.Option(
-        20.0, "--max-diff-ms", help="Largest per-utterance length difference (ms) between units and phones, after "
+        20.0, "--max-diff-ms", callback=NON_NEGATIVE,
+        help="Largest per-utterance length difference (ms) between units and phones, after "
         "aligning rates by repetition, that is trimmed; more is an error (or skipped with --skip-mismatch). "
         "20 ms covers the frames MFCC and encoder windows lose at the end."
     ),
@@ -43,11 +45,13 @@ def analyze_units(
     fit_split: str = typer.Option(None, "--fit-split", help="--layers: split to fit k-means on (default: --split)."),
     k: str = typer.Option("100", "--k", help="--layers: comma-separated cluster counts, e.g. 50,100."),
     sample_pct: float = typer.Option(
-        100.0, "--sample-pct", help="--layers: percent of fit-split utterances whose frames fit k-means."
+        100.0, "--sample-pct", callback=PERCENT,
+        help="--layers: percent of fit-split utterances whose frames fit k-means."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for k-means initialisation and utterance sampling."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for k-means initialisation and utterance sampling."),
     top_codes: int = typer.Option(100, "--top-codes", help="--codes: most used codes shown in the heat map."),
-    batch_seconds: float = typer.Option(80.0, "--batch-seconds", help="Audio seconds per forward batch."),
+    batch_seconds: float = typer.Option(80.0, "--batch-seconds", callback=POSITIVE, help="Audio seconds per "
+                                        "forward batch."),
     device: str = typer.Option("cpu", "--device", help="Device for --layers / --codes (cpu, cuda, cuda:1)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing report files."),
 ) -> None:
@@ -67,4 +71,5 @@ def analyze_units(
         fit_split=fit_split, ks=ks, sample_pct=sample_pct, seed=seed, top_codes=top_codes,
         batch_seconds=batch_seconds, device=device, force=force,
     )
-    run(cfg)
+    with writing_to(dirs={"--out": out}):
+        run(cfg)

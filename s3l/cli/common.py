@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import fields
+
+import typer
 from rich.console import Console
+
+from s3l.errors import S3LError
 
 console = Console()
 console_err = Console(stderr=True)
@@ -13,3 +20,71 @@ def csv_list(value: str | None) -> list[str]:
     if not value:
         return []
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def finite(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Callable[[float | None], float | None]:
+    """A typer ``callback`` for a float option: a finite number in the given range (an unset ``None`` passes).
+
+    typer's own ``min=``/``max=`` let ``inf`` and ``nan`` through, so float options use this instead; integer
+    options use ``min=``/``max=``. Either way a bad value is a usage error: one line, exit 2.
+    """
+    parts = []
+    if low is not None:
+        parts.append(f"x{'>' if low_open else '>='}{low:g}")
+    if high is not None:
+        parts.append(f"x{'<' if high_open else '<='}{high:g}")
+    expected = "a finite number" + (f" in the range {' and '.join(parts)}" if parts else "")
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        ok = math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+        if not ok:
+            raise typer.BadParameter(f"{value:g} is not {expected}")
+        return value
+
+    return check
+
+
+def model_args(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--model-arg KEY=VALUE`` items -> ``(("KEY", "VALUE"), ...)``; KEY must be a model config field."""
+    from s3l.models.config import ModelConfig
+
+    known = {f.name for f in fields(ModelConfig)}
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise S3LError(f"--model-arg {item!r}: expected KEY=VALUE")
+        if key not in known:
+            raise S3LError(f"--model-arg {key}: no such model config field")
+        pairs.append((key, value.strip()))
+    return tuple(pairs)
+
+
+# The usual float ranges.
+FINITE = finite()
+POSITIVE = finite(0, low_open=True)
+NON_NEGATIVE = finite(0)
+PROBABILITY = finite(0, 1)
+BELOW_ONE = finite(0, 1, high_open=True)  # a fraction held out, a drop probability
+PERCENT = finite(0, 100, low_open=True)
+
+
+# Options `s3l pretrain` and `s3l finetune` share.
+MAX_BAD_UPDATES = typer.Option(10, "--max-bad-updates", min=1, help="Stop after this many updates in a row with a "
+                               "non-finite loss or gradient norm (each one is skipped).")
+PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA if supported, else fp16; fp32 on CPU), fp32, "
+                         "bf16 or fp16 (CUDA; dynamic loss scaling).")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+NUM_WORKERS = typer.Option(1, "--num-workers", min=0, help="DataLoader worker processes per training process.")
+THREADS = typer.Option(0, "--threads", min=0, help="CPU threads per process (0: torch's default, or cores / --nproc). "
+                       "On a machine shared with other jobs, 1 is often several times faster.")
+NPROC = typer.Option(1, "--nproc", help="Training processes on this machine (torch.distributed; the same as running "
+                     "under torchrun).")

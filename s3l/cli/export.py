@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from s3l.paths import writing_to
+
 
 def export(
     model: Path = typer.Argument(..., help="Model to convert: an s3l checkpoint (.safetensors), a fairseq checkpoint "
@@ -19,4 +21,5 @@ def export(
     """Convert a model to the Hugging Face layout or to an s3l checkpoint (weights and outputs unchanged)."""
     from s3l.convert.export import ExportConfig, run_export
 
-    run_export(ExportConfig(model=model, out=out, to=to, force=force))
+    with writing_to(dirs={"OUT": out} if to == "hf" else {}, files={"OUT": out} if to == "s3l" else {}):
+        run_export(ExportConfig(model=model, out=out, to=to, force=force))

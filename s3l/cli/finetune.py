@@ -6,13 +6,28 @@ from pathlib import Path
 
 import typer
 
+from s3l.cli.common import (
+    BELOW_ONE,
+    DEVICE,
+    MAX_BAD_UPDATES,
+    NON_NEGATIVE,
+    NPROC,
+    NUM_WORKERS,
+    POSITIVE,
+    PRECISION,
+    PROBABILITY,
+    THREADS,
+    model_args,
+)
+from s3l.paths import writing_to
+
 _PRESET = "(default: the --ft-preset's value)"
 
 
 def finetune(
     data: Path = typer.Option(..., "--data", help="Directory with {split}.tsv, {split}.ltr and dict.ltr.txt."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: config.json, train.jsonl, valid.jsonl, "
-                             "checkpoint_{last,best}.safetensors, checkpoint_last.state.pt, summary.json."),
+                             "checkpoint_{last,best}.safetensors, checkpoint_last.state.safetensors, summary.json."),
     init: Path = typer.Option(None, "--init", help="Pre-trained model to fine-tune: an s3l checkpoint "
                               "(pre-training or CTC), a fairseq .pt or a Hugging Face directory. A new, randomly "
                               "initialised output layer is put on its backbone."),
@@ -29,69 +44,61 @@ def finetune(
     train_split: str = typer.Option("train-10min", "--train-split", help="Labelled training split."),
     valid_split: str = typer.Option("dev", "--valid-split", help="Split for dev WER (greedy decoding) and "
                                     "checkpoint_best ('' for none)."),
-    mask_prob: float = typer.Option(None, "--mask-prob", help="Time masking, fairseq convention: the expected "
-                                    "fraction of masked frames = p x 10 for the paper's span-start probability p "
-                                    "(Table 6: 0.075 x 10 = 0.75 for 10min). " + _PRESET),
-    mask_channel_prob: float = typer.Option(None, "--mask-channel-prob", help="Channel masking, same convention "
-                                            "with spans of 64 (0.008 x 64 = 0.512 for 10min). " + _PRESET),
-    layerdrop: float = typer.Option(None, "--layerdrop", help="Probability of skipping a transformer block. "
-                                    + _PRESET),
+    mask_prob: float = typer.Option(None, "--mask-prob", callback=PROBABILITY, help="Time masking, fairseq "
+                                    "convention: the expected fraction of masked frames = p x 10 for the paper's "
+                                    "span-start probability p (Table 6: 0.075 x 10 = 0.75 for 10min). " + _PRESET),
+    mask_channel_prob: float = typer.Option(None, "--mask-channel-prob", callback=PROBABILITY, help="Channel "
+                                            "masking, same convention with spans of 64 (0.008 x 64 = 0.512 for "
+                                            "10min). " + _PRESET),
+    layerdrop: float = typer.Option(None, "--layerdrop", callback=BELOW_ONE, help="Probability of skipping a "
+                                    "transformer block. " + _PRESET),
     model_arg: list[str] = typer.Option([], "--model-arg", help="Any model config field, KEY=VALUE "
                                         "(repeatable), e.g. --model-arg final_dropout=0.1."),
-    lr: float = typer.Option(None, "--lr", help="Peak learning rate of the tri-stage schedule (10 % warm-up from "
-                             "0.01 x lr, 40 % hold, 50 % exponential decay to 0.05 x lr). " + _PRESET),
+    lr: float = typer.Option(None, "--lr", callback=POSITIVE, help="Peak learning rate of the tri-stage schedule (10 % "
+                             "warm-up from 0.01 x lr, 40 % hold, 50 % exponential decay to 0.05 x lr). " + _PRESET),
     max_updates: int = typer.Option(None, "--max-updates", help="Updates to train for. " + _PRESET),
     freeze_updates: int = typer.Option(None, "--freeze-updates", help="Updates during which only the output layer "
                                        "trains. " + _PRESET + "; 0 with --from-scratch."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Audio samples per batch and process, padding "
                                    "included (fairseq: 3.2M on each of 8 GPUs). " + _PRESET),
-    max_sample_size: int = typer.Option(None, "--max-sample-size", help="Skip longer training utterances "
+    max_sample_size: int = typer.Option(None, "--max-sample-size", min=1, help="Skip longer training utterances "
                                         "(reported; default: --max-tokens)."),
-    min_sample_size: int = typer.Option(0, "--min-sample-size", help="Skip shorter training utterances (reported)."),
+    min_sample_size: int = typer.Option(0, "--min-sample-size", min=0, help="Skip shorter training utterances "
+                                        "(reported)."),
     update_freq: int = typer.Option(None, "--update-freq", help="Micro-batches per update (gradient accumulation; "
                                     "emulates that many times more GPUs). " + _PRESET),
-    clip_norm: float = typer.Option(None, "--clip-norm", help="Clip the gradient norm (0 = no clipping). "
-                                    + _PRESET),
+    clip_norm: float = typer.Option(None, "--clip-norm", callback=NON_NEGATIVE, help="Clip the gradient norm (0 = no "
+                                    "clipping). " + _PRESET),
     valid_interval: int = typer.Option(None, "--valid-interval", help="Dev WER every N updates. " + _PRESET),
     save_interval: int = typer.Option(None, "--save-interval", help="Write checkpoint_last every N updates. "
                                       + _PRESET),
     log_interval: int = typer.Option(None, "--log-interval", help="A train.jsonl record every N updates. "
                                      + _PRESET),
-    max_bad_updates: int = typer.Option(10, "--max-bad-updates", help="Stop after this many updates in a row "
-                                        "with a non-finite loss or gradient norm (each one is skipped)."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the output layer, batch order, masks and dropout."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA if supported, else fp16; fp32 "
-                                  "on CPU), fp32, bf16 or fp16 (CUDA; dynamic loss scaling)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    num_workers: int = typer.Option(1, "--num-workers", help="DataLoader worker processes per training process."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads per process (0: torch's default, or cores / "
-                                "--nproc). On a machine shared with other jobs, 1 is often several times faster."),
-    nproc: int = typer.Option(1, "--nproc", help="Training processes on this machine (torch.distributed; the "
-                              "same as running under torchrun)."),
+    max_bad_updates: int = MAX_BAD_UPDATES,
+    seed: int = typer.Option(1, "--seed", min=0, help="Seed of the output layer, batch order, masks and dropout."),
+    precision: str = PRECISION,
+    device: str = DEVICE,
+    num_workers: int = NUM_WORKERS,
+    threads: int = THREADS,
+    nproc: int = NPROC,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last."),
     force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run (its files are "
                                "deleted)."),
 ) -> None:
     """Fine-tune a pre-trained (or, as a baseline, random) model with CTC on letters; keep the best by dev WER."""
     from s3l.distributed import maybe_relaunch
-    from s3l.errors import S3LError
-
-    maybe_relaunch(nproc)
     from s3l.finetune import FinetuneConfig, run_finetune
 
-    pairs = []
-    for item in model_arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise S3LError(f"--model-arg {item!r}: expected KEY=VALUE")
-        pairs.append((key.strip(), value.strip()))
-    run_finetune(FinetuneConfig(
-        data=data, out=out, init=init, from_scratch=from_scratch, preset=preset, ft_preset=ft_preset,
-        train_split=train_split, valid_split=valid_split or None, mask_prob=mask_prob,
-        mask_channel_prob=mask_channel_prob, layerdrop=layerdrop, model_args=tuple(pairs), lr=lr,
-        max_updates=max_updates, freeze_updates=freeze_updates, max_tokens=max_tokens, update_freq=update_freq,
-        clip_norm=clip_norm, valid_interval=valid_interval, save_interval=save_interval, log_interval=log_interval,
-        max_sample_size=max_sample_size, min_sample_size=min_sample_size, max_bad_updates=max_bad_updates,
-        seed=seed, precision=precision, device=device, num_workers=num_workers, threads=threads, resume=resume,
-        force=force,
-    ))
+    pairs = model_args(model_arg)
+    with writing_to(dirs={"--out": out}):
+        maybe_relaunch(nproc)
+        run_finetune(FinetuneConfig(
+            data=data, out=out, init=init, from_scratch=from_scratch, preset=preset, ft_preset=ft_preset,
+            train_split=train_split, valid_split=valid_split or None, mask_prob=mask_prob,
+            mask_channel_prob=mask_channel_prob, layerdrop=layerdrop, model_args=tuple(pairs), lr=lr,
+            max_updates=max_updates, freeze_updates=freeze_updates, max_tokens=max_tokens, update_freq=update_freq,
+            clip_norm=clip_norm, valid_interval=valid_interval, save_interval=save_interval, log_interval=log_interval,
+            max_sample_size=max_sample_size, min_sample_size=min_sample_size, max_bad_updates=max_bad_updates,
+            seed=seed, precision=precision, device=device, num_workers=num_workers, threads=threads, resume=resume,
+            force=force,
+        ))

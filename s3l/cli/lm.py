@@ -8,11 +8,12 @@ import typer
 
 from s3l.cli.common import csv_list
 from s3l.errors import S3LError
+from s3l.paths import writing_to
 
 
 def lm(
     text: Path = typer.Argument(..., help="Training text, one sentence per line (normalised like .wrd)."),
-    order: int = typer.Option(4, "--order", "-o", help="n-gram order."),
+    order: int = typer.Option(4, "--order", help="n-gram order."),
     out: Path = typer.Option(..., "--out", help="ARPA file to write (loads in kenlm and pyctcdecode)."),
     discount_fallback: str | None = typer.Option(
         None, "--discount-fallback",
@@ -25,8 +26,10 @@ def lm(
     """Estimate an interpolated modified Kneser-Ney LM like KenLM's lmplz, for text that fits in memory."""
     from s3l.lm import LMConfig, build_lm
 
-    build_lm(LMConfig(text=text, out=out, order=order, discount_fallback=_parse_fallback(discount_fallback),
-                      json_out=json_out, force=force))
+    fallback = _parse_fallback(discount_fallback)
+    with writing_to(files={"--out": out, "--json": json_out}):
+        build_lm(LMConfig(text=text, out=out, order=order, discount_fallback=fallback, json_out=json_out,
+                          force=force))
 
 
 def _parse_fallback(value: str | None) -> tuple[float, float, float] | None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from s3l.cli.common import csv_list
+from s3l.cli.common import BELOW_ONE, csv_list
+from s3l.paths import writing_to
 
 prep_app = typer.Typer(help="Write fairseq-compatible manifests (.tsv/.wrd/.ltr/.phn) for a corpus.",
                        no_args_is_help=True)
@@ -33,8 +34,9 @@ def librispeech(
     """LibriSpeech: SPLIT/SPEAKER/CHAPTER/*.flac + *.trans.txt -> SPLIT.{tsv,wrd,ltr} per split, dict.ltr.txt."""
     from s3l.prep.librispeech import LibriSpeechConfig, prepare_librispeech
 
-    prepare_librispeech(LibriSpeechConfig(root=root, splits=tuple(csv_list(splits)), out=out, force=force,
-                                          skip_bad=skip_bad, downmix=downmix))
+    with writing_to(dirs={"--out": out}):
+        prepare_librispeech(LibriSpeechConfig(root=root, splits=tuple(csv_list(splits)), out=out, force=force,
+                                              skip_bad=skip_bad, downmix=downmix))
 
 
 @prep_app.command("librilight")
@@ -48,7 +50,8 @@ def librilight(
     """Libri-light fine-tuning sets -> train-10min (1h fold 0), train-1h (1h), train-10h (1h + 9h)."""
     from s3l.prep.librilight import LibriLightConfig, prepare_librilight
 
-    prepare_librilight(LibriLightConfig(root=root, out=out, force=force, skip_bad=skip_bad, downmix=downmix))
+    with writing_to(dirs={"--out": out}):
+        prepare_librilight(LibriLightConfig(root=root, out=out, force=force, skip_bad=skip_bad, downmix=downmix))
 
 
 @prep_app.command("timit")
@@ -62,7 +65,8 @@ def timit(
     """TIMIT -> train/dev/test.{tsv,wrd,ltr,phn}: standard split, SA excluded, 39 phone classes per 10 ms."""
     from s3l.prep.timit import TimitConfig, prepare_timit
 
-    prepare_timit(TimitConfig(root=root, out=out, force=force, skip_bad=skip_bad, downmix=downmix))
+    with writing_to(dirs={"--out": out}):
+        prepare_timit(TimitConfig(root=root, out=out, force=force, skip_bad=skip_bad, downmix=downmix))
 
 
 @prep_app.command("dir")
@@ -70,9 +74,9 @@ def audio_dir(
     root: Path = typer.Argument(..., metavar="AUDIO_DIR", help="Directory searched recursively for audio."),
     out: Path = OUT,
     ext: str = typer.Option("flac,wav", "--ext", help="Comma-separated audio extensions."),
-    valid_percent: float = typer.Option(0.01, "--valid-percent", help="Fraction (0-1, as fairseq) of files held "
-                                        "out for valid.tsv; 0 writes only train.tsv."),
-    seed: int = typer.Option(42, "--seed", help="Seed of the held-out draw."),
+    valid_percent: float = typer.Option(0.01, "--valid-percent", callback=BELOW_ONE, help="Fraction (0-1, as "
+                                        "fairseq) of files held out for valid.tsv; 0 writes only train.tsv."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Seed of the held-out draw."),
     force: bool = FORCE,
     skip_bad: bool = SKIP_BAD,
     downmix: bool = DOWNMIX,
@@ -80,5 +84,6 @@ def audio_dir(
     """Unlabeled audio folder -> train.tsv (+ valid.tsv), like fairseq's wav2vec_manifest.py."""
     from s3l.prep.folder import DirConfig, prepare_dir
 
-    prepare_dir(DirConfig(root=root, exts=tuple(csv_list(ext)), valid_percent=valid_percent, seed=seed,
-                          out=out, force=force, skip_bad=skip_bad, downmix=downmix))
+    with writing_to(dirs={"--out": out}):
+        prepare_dir(DirConfig(root=root, exts=tuple(csv_list(ext)), valid_percent=valid_percent, seed=seed,
+                              out=out, force=force, skip_bad=skip_bad, downmix=downmix))
