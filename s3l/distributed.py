@@ -97,6 +97,9 @@ def init(device: str = "auto") -> DistInfo:
     elif device != "cpu":
         raise S3LError(f"unknown device {device!r} (use auto, cpu or cuda)")
     if world > 1 and not dist.is_initialized():
+        import faulthandler
+
+        faulthandler.enable()  # a native crash in a worker prints every thread's Python stack
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
 
