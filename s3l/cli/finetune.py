@@ -42,8 +42,8 @@ def finetune(
                                   "masking and LayerDrop from wav2vec 2.0 Table 6, learning rate, updates and "
                                   "freeze period from fairseq's base_*.yaml (tiny: a scaled CPU budget)."),
     train_split: str = typer.Option("train-10min", "--train-split", help="Labelled training split."),
-    valid_split: str = typer.Option("dev", "--valid-split", help="Split for dev WER (greedy decoding) and "
-                                    "checkpoint_best ('' for none)."),
+    valid_split: str = typer.Option("auto", "--valid-split", help="Split for dev WER (greedy decoding) and "
+                                    "checkpoint_best; auto: dev if the data has it, else valid ('' for none)."),
     mask_prob: float = typer.Option(None, "--mask-prob", callback=PROBABILITY, help="Time masking, fairseq "
                                     "convention: the expected fraction of masked frames = p x 10 for the paper's "
                                     "span-start probability p (Table 6: 0.075 x 10 = 0.75 for 10min). " + _PRESET),

@@ -31,8 +31,8 @@ def pretrain(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: config.json, train.jsonl, valid.jsonl, "
                              "checkpoint_{last,best}.safetensors, checkpoint_last.state.safetensors, summary.json."),
     train_split: str = typer.Option("train", "--train-split", help="Training split."),
-    valid_split: str = typer.Option("valid", "--valid-split", help="Validation split ('' for none: then no "
-                                    "validation and no checkpoint_best)."),
+    valid_split: str = typer.Option("auto", "--valid-split", help="Validation split; auto: dev if the data has "
+                                    "it, else valid ('' for none: then no validation and no checkpoint_best)."),
     preset: str = typer.Option("base", "--preset", help="tiny (CPU demo), base, large, xlarge (HuBERT only): "
                                "model and optimisation defaults from the papers."),
     labels: str = typer.Option("", "--labels", help="HuBERT: label directories KMDIR[,KMDIR2...] with "
