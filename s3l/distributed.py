@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from s3l.errors import S3LError
@@ -40,27 +41,67 @@ def in_worker() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+ERRORS_ENV = "S3L_WORKER_ERRORS"  # directory where workers started by maybe_relaunch leave their one-line errors
+
+
 def maybe_relaunch(nproc: int, argv: list[str] | None = None) -> None:
-    """If ``nproc > 1`` and this is not already a worker, run ``argv`` under torch.distributed.run and exit."""
+    """If ``nproc > 1`` and this is not already a worker, run ``argv`` under torch.distributed.run and exit.
+
+    Workers leave a user error in a file instead of printing it (every process usually hits the same one);
+    this process prints each distinct message once, and torchrun's own failure log is silenced."""
     if nproc < 1:
         raise S3LError(f"--nproc must be at least 1, got {nproc}")
     if nproc == 1 or in_worker():
         return
+    import logging
+    import tempfile
+
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
     args = _strip_nproc(list(sys.argv[1:] if argv is None else argv))
     torch_args = ["--standalone", f"--nproc-per-node={nproc}", "-m", "s3l", *args]
-    try:
-        torchrun.main(torch_args)
-    except SystemExit as e:
-        sys.exit(e.code)
-    except SignalException as e:  # Ctrl-C / SIGTERM: the launcher passed it on; the workers said what they kept
-        sys.exit(128 + int(e.sigval))
-    except Exception as e:  # ChildFailedError: the worker already printed its own one-line error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise S3LError(f"a worker process failed: {first}") from None
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # torchrun's banner
+    with tempfile.TemporaryDirectory(prefix="s3l-errors-") as errors:
+        os.environ[ERRORS_ENV] = errors
+        try:
+            torchrun.main(torch_args)
+        except SystemExit as e:
+            sys.exit(e.code)
+        except SignalException as e:  # Ctrl-C / SIGTERM: passed on to the workers, which said what they kept
+            sys.exit(128 + int(e.sigval))
+        except Exception as e:  # ChildFailedError
+            messages = [p.read_text(encoding="utf-8").strip() for p in sorted(Path(errors).glob("rank*.txt"))]
+            if messages:
+                raise S3LError("\n".join(f"error: {m}" if i else m
+                                          for i, m in enumerate(dict.fromkeys(messages)))) from None
+            raise S3LError(f"a worker process failed: {_failure(e)}") from None
+        finally:
+            os.environ.pop(ERRORS_ENV, None)
     sys.exit(0)
+
+
+def _failure(e: Exception) -> str:
+    """One line for a worker that died without an s3l error (a crash or a signal)."""
+    failures = getattr(e, "failures", None) or {}
+    for rank, f in sorted(failures.items()):
+        how = f"signal {f.signal_name()}" if f.exitcode < 0 else f"exit code {f.exitcode}"
+        return f"rank {rank} ended with {how} (its output is above)"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def report_error(message: str) -> bool:
+    """In a worker of :func:`maybe_relaunch`: leave ``message`` for the launcher to print; False elsewhere."""
+    errors = os.environ.get(ERRORS_ENV)
+    if not (errors and in_worker()):
+        return False
+    try:
+        Path(errors, f"rank{int(os.environ['RANK']):05d}.txt").write_text(message + "\n", encoding="utf-8")
+    except OSError:
+        return False
+    return True
 
 
 def _strip_nproc(args: list[str]) -> list[str]:

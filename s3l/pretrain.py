@@ -140,7 +140,7 @@ def parse_model_args(model: Any, pairs: tuple[tuple[str, str], ...]) -> dict[str
     """``("dropout", "0.0")`` -> ``{"dropout": 0.0}``, typed after the field's current value."""
     out: dict[str, Any] = {}
     for key, text in pairs:
-        if not hasattr(model, key):
+        if key not in {f.name for f in fields(model)}:  # not hasattr: methods and properties are no fields
             raise S3LError(f"--model-arg {key}: no such model config field")
         cur = getattr(model, key)
         try:
@@ -159,7 +159,6 @@ def parse_model_args(model: Any, pairs: tuple[tuple[str, str], ...]) -> dict[str
 
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pre-train and return the summary (also written to ``summary.json``)."""
-
     from s3l import distributed
     from s3l.manifest import load_split
     from s3l.models import build_pretrain_model

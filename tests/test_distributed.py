@@ -57,3 +57,15 @@ def test_exit_process_outside_a_worker_is_sys_exit(monkeypatch: pytest.MonkeyPat
     with pytest.raises(SystemExit) as e:
         distributed.exit_process(3)
     assert e.value.code == 3
+
+
+def test_a_worker_error_is_printed_once_by_the_launcher(tmp_path: Path) -> None:
+    data, _ = _corpus(tmp_path, 2)
+    cmd = [sys.executable, "-m", "s3l", "decode", "--data", str(data), "--split", "test", "--out",
+           str(tmp_path / "hyp"), "--emissions", str(tmp_path), "--nproc", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'test.emissions.npz'}: emissions not found (write them with `s3l decode "
+        "--save-emissions`)"], r.stderr
+    assert not (tmp_path / "hyp").exists()

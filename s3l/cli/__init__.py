@@ -88,5 +88,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _error(message: str) -> NoReturn:
-    console_err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    from s3l.distributed import report_error
+
+    if not report_error(message):  # a worker of --nproc: the launching process prints it (once)
+        console_err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     sys.exit(2)
