@@ -61,7 +61,9 @@ def maybe_relaunch(nproc: int, argv: list[str] | None = None) -> None:
 
     args = _strip_nproc(list(sys.argv[1:] if argv is None else argv))
     torch_args = ["--standalone", f"--nproc-per-node={nproc}", "-m", "s3l", *args]
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    for name in ["torch.distributed.elastic", *logging.root.manager.loggerDict]:  # loggers with their own level
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # torchrun's banner
     with tempfile.TemporaryDirectory(prefix="s3l-errors-") as errors:
         os.environ[ERRORS_ENV] = errors

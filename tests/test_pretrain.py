@@ -169,6 +169,28 @@ def test_ctrl_c_saves_and_resume_continues_exactly(corpus: Path, tmp_path: Path)
     assert all(np.array_equal(whole[k].numpy(), resumed[k].numpy()) for k in whole)
 
 
+def test_ctrl_c_under_nproc_2_saves_once_all_processes_agree(corpus: Path, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal reaches the launcher and both workers; they stop at the same update and save."""
+    out = tmp_path / "ddp"
+    args = [*S3L, "pretrain", "--objective", "contrastive", "--data", str(corpus), "--out", str(out), *FAST,
+            "--max-updates", "40", "--save-interval", "100", "--valid-split", "", "--nproc", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        log = out / "train.jsonl"
+        if log.is_file() and len(read_jsonl(log)) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground process group
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    saved = read_metadata(out / "checkpoint_last.safetensors")["num_updates"]
+    assert 2 <= saved < 40 and err.count(f"stopped at update {saved}: ") == 1 and "Traceback" not in err
+    p = s3l(*args[3:-2], "--resume")  # the same command with one process continues it
+    assert f"resuming from update {saved} " in p.stderr and "instead of 2" in p.stderr
+
+
 def test_a_directory_without_a_checkpoint_is_not_a_run(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "early"
     out.mkdir()

@@ -324,8 +324,9 @@ class _StopSignals:
         if self.signum == signal.SIGINT and signum == signal.SIGINT and not distributed.in_worker():
             raise KeyboardInterrupt  # the second Ctrl-C: stop now (checkpoint_last is the last save)
         if not self.signum and self.info.is_main:
+            now = "" if distributed.in_worker() else " (Ctrl-C again to stop at once)"
             sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping after this update and saving "
-                             "checkpoint_last (Ctrl-C again to stop at once)\n")
+                             f"checkpoint_last{now}\n")
         self.signum = self.signum or signum
 
     def agreed(self) -> bool:
