@@ -82,7 +82,7 @@ def test_from_scratch_run_is_decodable_and_follows_tri_stage(corpus: Path, tmp_p
     assert [r["update"] for r in valid] == [5, 10] and {"loss", "wer", "cer"} <= set(valid[0])
     meta = read_metadata(out / "checkpoint_best.safetensors")
     assert meta["kind"] == "ctc" and meta["vocab"] == ["<blank>", *SYMBOLS] and meta["init"] == "from-scratch:tiny"
-    assert meta["valid_wer"] == min(r["wer"] for r in valid)
+    assert meta["valid_cer"] == min(r["cer"] for r in valid) and "valid_wer" not in meta  # tiny: best by dev CER
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["feature_grad_mult"] == 1.0 and cfg["optimisation"]["freeze_updates"] == 0
     # Adam as fairseq's fine-tuning configs: eps 1e-8, no weight decay
@@ -289,6 +289,11 @@ def test_presets_follow_fairseq_configs_and_table_6(tmp_path: Path) -> None:
             budget("base", "960h").lr) == (20_000, 0, 1e-5)
     assert (budget("large", "1h").lr, budget("large", "1h").max_tokens) == (3e-4, 1_280_000)  # vox_1h.yaml
     assert budget("tiny", "1h").freeze_updates == round(600 * 10 / 13) and budget("tiny", "960h").freeze_updates == 0
+    assert budget("base", "10min").best_metric == budget("large", "960h").best_metric == "wer"  # the papers' choice
+    assert budget("tiny", "10min").best_metric == "cer"
+    with pytest.raises(S3LError, match="--best-metric must be one of wer, cer, loss"):
+        resolve(FinetuneConfig(data=tmp_path, out=tmp_path, from_scratch=True, preset="tiny", best_metric="bleu"),
+                preset("tiny"))
     base = preset("base")
     model, opt = resolve(FinetuneConfig(data=tmp_path, out=tmp_path, init=tmp_path, ft_preset="10min"), base)
     assert (model.mask_prob, model.mask_length) == pytest.approx((0.75, 10))  # Table 6: p = 0.075, M = 10

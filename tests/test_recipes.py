@@ -197,7 +197,8 @@ def test_results_table_checks_the_claims(tmp_path: Path) -> None:
     for m, (greedy, lm) in wers.items():
         write(exp / "score" / f"{m}-greedy.json", {"wer": greedy, "cer": greedy / 3})
         write(exp / "score" / f"{m}-lm.json", {"wer": lm, "cer": lm / 3})
-        write(exp / "ft" / m / "summary.json", {"best": greedy + 1, "num_updates": 600})
+        write(exp / "ft" / m / "summary.json", {"best": greedy / 3 + 1, "metric": "cer", "best_update": 400,
+                                                  "num_updates": 600})
         write(exp / "decode" / m / "lm" / "test.json", {"lm_weight": 1.5, "word_score": -0.5})
     write(exp / "analysis" / "mfcc" / "metrics.json", {"pnmi": 0.30, "phone_purity": 0.4, "cluster_purity": 0.2,
                                                        "used_units": 100, "num_units": 100})
@@ -215,7 +216,7 @@ def test_results_table_checks_the_claims(tmp_path: Path) -> None:
     assert r["total_seconds"] == 570.5 and r["wall_seconds"] == 330.5
     assert r["wer"]["hubert1"]["test_wer_lm"] == 40.0
     md = (exp / "results.md").read_text()
-    assert "| HuBERT iteration 1 (MFCC targets) | 61.0 | 60.0 | 40.0 | 20.0 | 1.50 | -0.50 |" in md
+    assert "| HuBERT iteration 1 (MFCC targets) | dev cer 21.0, update 400 | 60.0 | 40.0 | 20.0 | 1.50 | -0.50 |" in md
     assert "| MFCC | 100 | 0.300 | 0.400 | 0.200 | 100 |" in md
     assert (exp / "results.png").stat().st_size > 0
 

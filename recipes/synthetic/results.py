@@ -67,7 +67,8 @@ def collect(exp: Path) -> dict[str, Any]:
     for m in MODELS:
         ft = read_json(exp / "ft" / m / "summary.json") or {}
         tuned = read_json(exp / "decode" / m / "lm" / "test.json") or {}
-        row = {"dev_wer_greedy": ft.get("best"), "finetune_updates": ft.get("num_updates"),
+        row = {"selected_by": f"dev {ft['metric']}" if ft.get("metric") else None, "dev_best": ft.get("best"),
+               "best_update": ft.get("best_update"), "finetune_updates": ft.get("num_updates"),
                "lm_weight": tuned.get("lm_weight"), "word_score": tuned.get("word_score")}
         for d in DECODERS:
             sc = read_json(exp / "score" / f"{m}-{d}.json")
@@ -140,9 +141,10 @@ def markdown(r: dict[str, Any]) -> str:
     rows = []
     for m, label in MODELS.items():
         w = r["wer"][m]
-        rows.append([label, fmt(w["dev_wer_greedy"], 1), fmt(w["test_wer_greedy"], 1), fmt(w["test_wer_lm"], 1),
+        chosen = f"{w['selected_by'] or '-'} {fmt(w['dev_best'], 1)}, update {fmt(w['best_update'])}"
+        rows.append([label, chosen, fmt(w["test_wer_greedy"], 1), fmt(w["test_wer_lm"], 1),
                      fmt(w["test_cer_greedy"], 1), fmt(w["lm_weight"]), fmt(w["word_score"])])
-    out += table(["model", "dev WER greedy (best checkpoint)", "test WER greedy", "test WER 4-gram",
+    out += table(["model", "checkpoint_best (selected by, update)", "test WER greedy", "test WER 4-gram",
                   "test CER greedy", "LM weight", "word score"], rows)
     out += ["", "LM weight and word score tuned on dev (`s3l decode --tune`).", "", "## Unit quality on dev", ""]
     out += table(["units", "K", "PNMI", "phone purity", "cluster purity", "units used"],

@@ -74,6 +74,8 @@ def finetune(
                                       + _PRESET),
     log_interval: int = typer.Option(None, "--log-interval", help="A train.jsonl record every N updates. "
                                      + _PRESET),
+    best_metric: str = typer.Option(None, "--best-metric", help="Dev metric that selects checkpoint_best: wer, "
+                                    "cer (greedy decoding) or loss (CTC). " + _PRESET + "; wer, tiny: cer."),
     max_bad_updates: int = MAX_BAD_UPDATES,
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the output layer, batch order, masks and dropout."),
     precision: str = PRECISION,
@@ -97,6 +99,7 @@ def finetune(
             train_split=train_split, valid_split=valid_split or None, mask_prob=mask_prob,
             mask_channel_prob=mask_channel_prob, layerdrop=layerdrop, model_args=tuple(pairs), lr=lr,
             max_updates=max_updates, freeze_updates=freeze_updates, max_tokens=max_tokens, update_freq=update_freq,
+            best_metric=best_metric,
             clip_norm=clip_norm, valid_interval=valid_interval, save_interval=save_interval, log_interval=log_interval,
             max_sample_size=max_sample_size, min_sample_size=min_sample_size, max_bad_updates=max_bad_updates,
             seed=seed, precision=precision, device=device, num_workers=num_workers, threads=threads, resume=resume,

@@ -87,6 +87,7 @@ class TrainState:
     epoch: int = 1
     position: int = 0  # micro-batches of this epoch already consumed (by each process)
     best: float | None = None
+    best_update: int | None = None  # the update checkpoint_best is from
     bad_in_a_row: int = 0
     bad_total: int = 0
 
@@ -178,7 +179,7 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
                         bar.console.print(f"update {n}: valid " + " ".join(
                             f"{k} {v:.4g}" for k, v in last_valid.items()), highlight=False)
                     if st.best is None or metric < st.best:
-                        st.best = metric
+                        st.best, st.best_update = metric, n
                         if info.is_main:
                             task.save_model(out / BEST, model, num_updates=n, **{f"valid_{task.metric}": metric})
                 if (n % cfg.save_interval == 0 or n == cfg.max_updates):
@@ -186,7 +187,8 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
                     saved_at = n
                 if n >= cfg.max_updates:
                     break
-    return {"num_updates": st.num_updates, "best": st.best, "metric": task.metric, "valid": last_valid,
+    return {"num_updates": st.num_updates, "best": st.best, "best_update": st.best_update, "metric": task.metric,
+            "valid": last_valid,
             "bad_updates": st.bad_total, "train_seconds": round(time.perf_counter() - t_start, 1)}
 
 
@@ -283,6 +285,7 @@ def _save(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, scaler
         task.save_model(weights, model, num_updates=st.num_updates)
         save_state(state, {
             "num_updates": st.num_updates, "epoch": st.epoch, "position": st.position, "best": st.best,
+            "best_update": st.best_update,
             "bad_in_a_row": st.bad_in_a_row, "bad_total": st.bad_total, "world_size": info.world_size,
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
             "schedule": getattr(cfg.schedule, "state_dict", dict)(),
@@ -364,7 +367,8 @@ def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.am
     if scaler.is_enabled() and state["scaler"]:  # fp16 now and before; else the scale starts afresh
         scaler.load_state_dict(state["scaler"])
     st = TrainState(num_updates=state["num_updates"], epoch=state["epoch"], position=state["position"],
-                  best=state["best"], bad_in_a_row=state["bad_in_a_row"], bad_total=state["bad_total"])
+                  best=state["best"], best_update=state.get("best_update"), bad_in_a_row=state["bad_in_a_row"],
+                  bad_total=state["bad_total"])
     if state["world_size"] == info.world_size:
         set_rng_state(state["rng"][info.rank])
     else:  # the batch order per process differs: continue the epoch from the same global position
