@@ -36,6 +36,9 @@ class Optimisation:
     valid_interval: int = 10_000  # hubert_*.yaml validate_interval_updates
     save_interval: int = 25_000  # save_interval_updates
     log_interval: int = 200
+    # Gumbel temperature (contrastive): None keeps the model's per-update decay (the papers' 0.999995, sized for
+    # 400k updates); a fraction f sets the decay so that tau reaches its floor after f x max_updates updates.
+    temp_floor_at: float | None = None
 
 
 _TINY = Optimisation(lr=1e-3, warmup_updates=120, max_updates=1_500, max_tokens=64_000, max_sample_size=32_000,
@@ -46,8 +49,10 @@ OPTIMISATION: dict[tuple[str, str], Optimisation] = {
     # update beside another job), 800 updates (~10-11 min). The contrastive task needs the larger batch: with 4 s
     # per update its loss stayed on the ln(K + 1) plateau for 2,000 updates in every setting tried; with 32 s it
     # leaves it after ~175 updates (measured; see the tiny preset in s3l/models/config.py).
+    # Its Gumbel temperature is scaled to the run: BASE's 0.999995 per update takes 2.0 to 0.5 in 277k of 400k
+    # updates (69 %); over 800 updates it would stay at 1.99. tiny reaches its floor at the same 69 %.
     ("tiny", "contrastive"): dataclasses.replace(_TINY, max_tokens=512_000, warmup_updates=64, max_updates=800,
-                                                 valid_interval=100, save_interval=100),
+                                                 valid_interval=100, save_interval=100, temp_floor_at=0.69),
     ("tiny", "hubert"): dataclasses.replace(_TINY, clip_norm=10.0),
     # wav2vec 2.0 BASE (§4.2, wav2vec2_base_librispeech.yaml): peak 5e-4, 400k updates, 1.4M samples x 64 GPUs.
     ("base", "contrastive"): Optimisation(lr=5e-4, warmup_updates=32_000, max_updates=400_000, max_tokens=1_400_000),
@@ -92,6 +97,7 @@ class PretrainConfig:
     min_sample_size: int | None = None
     clip_norm: float | None = None
     update_freq: int | None = None
+    temp_floor_at: float | None = None  # contrastive: Gumbel tau at its floor after this fraction of max_updates
     valid_interval: int | None = None
     save_interval: int | None = None
     log_interval: int | None = None
@@ -130,10 +136,21 @@ def resolve(cfg: PretrainConfig, label_rates: tuple[float, ...] = ()) -> tuple[A
             raise S3LError(f"--{name.replace('_', '-')} must be at least 1")
     if opt.lr <= 0 or opt.warmup_updates < 0 or opt.clip_norm < 0:
         raise S3LError("--lr must be positive, --warmup-updates and --clip-norm not negative")
+    if opt.temp_floor_at is not None and not 0 < opt.temp_floor_at <= 1:
+        raise S3LError(f"--temp-floor-at must be in (0, 1], got {opt.temp_floor_at}")
+    if opt.temp_floor_at is not None and cfg.objective == "contrastive" and not any(
+            k == "latent_temp" for k, _ in cfg.model_args):  # an explicit --model-arg latent_temp wins
+        model = model.replace(latent_temp=annealed_temp(model.latent_temp, opt.temp_floor_at * opt.max_updates))
     if opt.max_sample_size > opt.max_tokens:
         raise S3LError(f"--max-sample-size {opt.max_sample_size} exceeds --max-tokens {opt.max_tokens}: "
                        "no batch could hold one utterance")
     return model, opt
+
+
+def annealed_temp(temp: tuple[float, float, float], updates: float) -> tuple[float, float, float]:
+    """(max, min, decay) with the decay per update that takes max to min in ``updates`` updates."""
+    t_max, t_min, _ = temp
+    return t_max, t_min, (t_min / t_max) ** (1.0 / max(updates, 1.0))
 
 
 def parse_model_args(model: Any, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:

@@ -259,6 +259,17 @@ def test_presets_follow_the_papers(tmp_path: Path) -> None:
     assert opt("large", "hubert")[1].lr == 1.5e-3 and opt("xlarge", "hubert")[1].max_tokens == 360_000
     # the CPU demo: 32 s of audio per wav2vec 2.0 update (its contrastive task needs it), 4 s per HuBERT update
     assert (opt("tiny", "contrastive")[1].max_tokens, opt("tiny", "hubert")[1].max_tokens) == (512_000, 64_000)
+    # the Gumbel temperature: the papers' per-update decay for BASE/LARGE (at 400k updates tau reaches 0.5 after
+    # 277k, 69 %); tiny reaches its floor at the same share of its own run, whatever --max-updates is
+    assert opt("base", "contrastive")[0].latent_temp == (2.0, 0.5, 0.999995)
+    assert opt("large", "contrastive")[0].latent_temp == (2.0, 0.1, 0.999995)
+    for updates in (None, 100, 5000):
+        model, o = opt("tiny", "contrastive", max_updates=updates)
+        t_max, t_min, decay = model.latent_temp
+        floor_at = round(0.69 * o.max_updates)
+        assert t_max * decay ** floor_at == pytest.approx(t_min) and t_max * decay ** (floor_at // 2) > 0.9
+    assert opt("tiny", "contrastive", model_args=(("latent_temp", "2,0.5,0.9"),))[0].latent_temp == (2, 0.5, 0.9)
+    assert opt("tiny", "contrastive", temp_floor_at=0.5)[0].latent_temp[2] == pytest.approx(0.25 ** (1 / 400))
     model, o = opt("base", "contrastive", max_updates=1000, mask_prob=0.5, model_args=(("dropout", "0"),))
     assert o.warmup_updates == 80 and model.mask_prob == 0.5 and model.dropout == 0.0
     with pytest.raises(S3LError, match="xlarge"):

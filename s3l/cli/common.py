@@ -75,6 +75,7 @@ NON_NEGATIVE = finite(0)
 PROBABILITY = finite(0, 1)
 BELOW_ONE = finite(0, 1, high_open=True)  # a fraction held out, a drop probability
 PERCENT = finite(0, 100, low_open=True)
+FRACTION = finite(0, 1, low_open=True)  # a share of a run, e.g. of --max-updates
 
 
 # Options `s3l pretrain` and `s3l finetune` share.

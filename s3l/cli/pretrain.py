@@ -9,6 +9,7 @@ import typer
 
 from s3l.cli.common import (
     DEVICE,
+    FRACTION,
     MAX_BAD_UPDATES,
     NON_NEGATIVE,
     NPROC,
@@ -53,6 +54,10 @@ def pretrain(
                                        "preset's, or 8 % of --max-updates when that is given)."),
     max_updates: int = typer.Option(None, "--max-updates", help="Updates to train for (the learning rate "
                                     "decays linearly to 0 there). " + _PRESET),
+    temp_floor_at: float = typer.Option(None, "--temp-floor-at", callback=FRACTION, help="Contrastive: the "
+                                        "Gumbel temperature reaches its floor after this fraction of --max-updates "
+                                        "(default: tiny 0.69, as BASE's decay over 400k updates; the papers' models "
+                                        "keep the per-update decay 0.999995)."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Audio samples per batch and process: batch "
                                    "size x cropped length <= this (fairseq). " + _PRESET),
     max_sample_size: int = typer.Option(None, "--max-sample-size", min=1, help="Crop longer utterances to this many "
@@ -99,7 +104,7 @@ def pretrain(
             objective=objective, data=data, out=out, train_split=train_split, valid_split=valid_split or None,
             preset=preset, labels=tuple(Path(d) for d in csv_list(labels)), label_rate=rates, mask_prob=mask_prob,
             mask_length=mask_length, masked_weight=masked_weight, model_args=tuple(pairs), lr=lr,
-            warmup_updates=warmup_updates, max_updates=max_updates, max_tokens=max_tokens,
+            warmup_updates=warmup_updates, max_updates=max_updates, temp_floor_at=temp_floor_at, max_tokens=max_tokens,
             max_sample_size=max_sample_size, min_sample_size=min_sample_size, clip_norm=clip_norm,
             update_freq=update_freq, valid_interval=valid_interval, save_interval=save_interval,
             log_interval=log_interval, weight_decay=weight_decay, max_bad_updates=max_bad_updates, seed=seed,
