@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from s3l.fileio import (
     atomic_write_lines,
     atomic_write_text,
     check_overwrite,
+    current_umask,
     require_dir,
     require_file,
 )
@@ -72,3 +75,36 @@ def test_require(tmp_path: Path) -> None:
     with pytest.raises(S3LError, match="file not found"):
         require_file(tmp_path)
     assert where("a.tsv", 3) == "a.tsv:3" and where("a.tsv") == "a.tsv"
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_umask(tmp_path: Path, umask: int, expected: int) -> None:
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_text(tmp_path / "text", "x")
+        atomic_write_lines(tmp_path / "lines", ["x"])
+        with atomic_open(tmp_path / "bin", "wb") as f:
+            f.write(b"x")
+        with open(tmp_path / "plain", "w") as f:  # what every atomic writer must match
+            f.write("x")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"text": expected, "lines": expected, "bin": expected, "plain": expected}
+
+
+def test_umask_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where /proc is missing the umask is read by setting and restoring it, and stays what it was."""
+    from s3l import fileio
+
+    def no_proc(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("/proc/self/status")
+
+    monkeypatch.setattr(fileio, "open", no_proc, raising=False)
+    old = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        assert current_umask() == 0o027
+    finally:
+        assert os.umask(old) == 0o027
