@@ -190,3 +190,101 @@ def test_cli_runs_and_reports_errors(data, tmp_path) -> None:
     bad = subprocess.run([sys.executable, "-m", "s3l", "cluster", "--data", str(data), "--out", str(tmp_path),
                           "--k", "5,x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--k" in bad.stderr and "Traceback" not in bad.stderr
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in the code under test catches it."""
+
+
+def _phones(data: Path, split: str, out: Path) -> Path:
+    """A .phn file at 100 Hz with one phone per frame of each utterance (any content: only the reader matters)."""
+    lines = [" ".join("a" for _ in range(mfcc_frames(n))) for n in _sizes(data, split)]
+    path = out / f"{split}.phn"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_killed_force_run_is_refused_then_rerun_completes(data, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from s3l.cli import app
+    from s3l.cluster import run as cluster_run
+    from s3l.cluster.labels import require_complete
+
+    out, ref = tmp_path / "km", tmp_path / "ref"
+    run_cluster(_cfg(data, out, ks=(3,)))
+    old_valid = (out / "valid.km").read_text()
+    assert require_complete(out, ["train.km", "valid.km", "dict.km.txt"])["k"] == 3
+
+    real_save, real_check = cluster_run.save_kmeans, cluster_run.check_km
+    seen: list[bool] = []
+
+    def save_after_invalidating(path, *a, **kw):
+        seen.append((out / "labels.json").exists())  # the old set must be invalid before the first new file
+        real_save(path, *a, **kw)
+
+    def killed_after_first_km(path, *a, **kw):
+        real_check(path, *a, **kw)
+        raise _Killed
+
+    monkeypatch.setattr(cluster_run, "save_kmeans", save_after_invalidating)
+    monkeypatch.setattr(cluster_run, "check_km", killed_after_first_km)
+    new = _cfg(data, out, ks=(5,))
+    with pytest.raises(_Killed):
+        run_cluster(replace(new, force=True))
+    monkeypatch.undo()
+    assert seen == [False]
+    # the mixed set a kill leaves: the new model and train.km, the old valid.km and dict.km.txt, no labels.json
+    assert load_kmeans(out / "kmeans.safetensors").centroids.shape[0] == 5
+    assert max(max(ids) for ids in _km(out / "train.km")) >= 3
+    assert (out / "valid.km").read_text() == old_valid and len(read_dict(out / "dict.km.txt")) == 3
+    assert not (out / "labels.json").exists() and (out / "labels.incomplete").exists()
+    for names in (["valid.km"], ["train.km", "dict.km.txt"]):
+        with pytest.raises(S3LError, match=rf"^{out}: incomplete label set .*rerun the `s3l cluster` command"):
+            require_complete(out, names)
+    res = CliRunner().invoke(app, ["analyze-units", "--units", str(out / "valid.km"),
+                                   "--phones", str(_phones(data, "valid", tmp_path)), "--out", str(tmp_path / "r")])
+    assert isinstance(res.exception, S3LError) and "incomplete label set" in str(res.exception)
+    assert "\n" not in str(res.exception)
+
+    run_cluster(new)  # the same command again, without --force: the interrupted run's files are replaced
+    run_cluster(replace(new, out=ref))  # an uninterrupted run
+    assert not (out / "labels.incomplete").exists()
+    for name in ("train.km", "valid.km", "dict.km.txt"):
+        assert (out / name).read_text() == (ref / name).read_text()
+    np.testing.assert_array_equal(load_kmeans(out / "kmeans.safetensors").centroids,
+                                  load_kmeans(ref / "kmeans.safetensors").centroids)
+    info = require_complete(out, ["train.km", "valid.km", "dict.km.txt"])
+    assert info["k"] == 5 and sorted(info["files"]) == ["dict.km.txt", "kmeans.safetensors", "train.km", "valid.km"]
+    with pytest.raises(S3LError, match="already exists; pass --force"):  # a complete set still needs --force
+        run_cluster(new)
+
+
+def test_files_outside_the_listed_set_are_refused(data, tmp_path) -> None:
+    from s3l.cluster.labels import require_complete
+
+    run_cluster(_cfg(data, tmp_path, ks=(3,)))
+    run_cluster(_cfg(data, tmp_path, ks=(4,), label_splits=("train",), force=True))  # valid.km is the old K=3 one
+    require_complete(tmp_path, ["train.km", "dict.km.txt"])
+    with pytest.raises(S3LError, match=rf"^{tmp_path / 'valid.km'}: not part of the label set"):
+        require_complete(tmp_path, ["valid.km"])
+    (tmp_path / "train.km").write_text((tmp_path / "train.km").read_text().replace("1", "2"))
+    with pytest.raises(S3LError, match=rf"^{tmp_path / 'train.km'}: not the file .*labels.json lists"):
+        require_complete(tmp_path, ["train.km"])
+    (tmp_path / "labels.json").unlink()
+    with pytest.raises(S3LError, match=r"incomplete label set \(kmeans.safetensors but no labels.json\).*--force"):
+        require_complete(tmp_path, ["train.km"])
+    assert require_complete(tmp_path / "nothing", ["x.km"]) is None  # not written by s3l cluster (e.g. fairseq)
+
+
+def test_machine_shards_ignore_parts_of_another_model(data, fitted, tmp_path) -> None:
+    out, _ = fitted
+    other = tmp_path / "other"
+    run_cluster(_cfg(data, other, ks=(3,), label_splits=()))
+    shard = dict(label_splits=("train",), num_shards=2)
+    run_cluster(_cfg(data, tmp_path / "m", models=(other / "kmeans.safetensors",), shard=1, **shard))
+    # machine 0 labels with another model (after --force): machine 1's part is not joined to it
+    run_cluster(_cfg(data, tmp_path / "m", models=(out / "kmeans.safetensors",), shard=0, force=True, **shard))
+    assert not (tmp_path / "m" / "train.km").exists()
+    run_cluster(_cfg(data, tmp_path / "m", models=(out / "kmeans.safetensors",), shard=1, force=True, **shard))
+    assert (tmp_path / "m" / "train.km").read_text() == (out / "train.km").read_text()

@@ -89,6 +89,9 @@ def analyze_units(cfg: AnalyzeConfig) -> dict[str, Any]:
 
 def analyze_unit_file(cfg: AnalyzeConfig) -> dict[str, Any]:
     assert cfg.units is not None and cfg.phones is not None
+    from s3l.cluster.labels import DICT_FILE, require_complete
+
+    require_complete(cfg.units.parent, [cfg.units.name, DICT_FILE])  # a set left by a killed `s3l cluster`: refused
     unit_rate, rate_source = resolve_unit_rate(cfg.units, cfg.unit_rate)
     rates = RateAlignment(unit_rate=unit_rate, phone_rate=cfg.phone_rate, max_diff_ms=cfg.max_diff_ms)
     joint = count_files(cfg.units, cfg.phones, rates, skip_mismatch=cfg.skip_mismatch)

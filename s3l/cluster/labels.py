@@ -5,7 +5,16 @@ A label set directory holds (format version 1, README "File formats")::
     {split}.km           one line per utterance in tsv order: space-separated unit ids, one per feature frame
     dict.km.txt          ``i COUNT`` for i = 0..K-1 in id order (fairseq Dictionary; COUNT = fit frames in cluster i)
     kmeans.safetensors   s3l checkpoint, kind "kmeans": tensor ``centroids`` (K, d) + metadata (see save_kmeans)
-    labels.json          {"format_version", "label_rate", "feature", "layer", "k", "columns", "checkpoint_hash"}
+    labels.json          {"format_version": 2, "label_rate", "feature", "layer", "k", "columns", "checkpoint_hash",
+                          "model", "files": {name: {"bytes", "sha256"}}}   -- written last: the set is complete
+    labels.incomplete    present while `s3l cluster` writes into the directory (removed after labels.json)
+
+Crash consistency. labels.json vouches for exactly the files it lists (size and SHA-256 prefix); `s3l cluster`
+writes ``labels.incomplete`` before anything else, removes a labels.json that vouches for a file it is about to
+replace, and writes labels.json only after every other file. A killed run therefore leaves either the old set
+(still listed and unchanged) or no labels.json and the marker, which :func:`require_complete` refuses. Files that
+a directory with the marker holds but its labels.json does not list are partial output of that run, which a
+rerun may overwrite without ``--force``. Format 1 (s3l 0.1) listed no files and is trusted as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from s3l.checkpoint import load_checkpoint, save_checkpoint
+from s3l.checkpoint import file_hash, load_checkpoint, save_checkpoint
 from s3l.cluster.features import MFCC_DIM, MFCC_SUBSPACES, FeatureSpec
 from s3l.errors import S3LError
 from s3l.fileio import atomic_open, atomic_write_lines, atomic_write_text
@@ -27,7 +36,8 @@ from s3l.fileio import atomic_open, atomic_write_lines, atomic_write_text
 MODEL_FILE = "kmeans.safetensors"
 DICT_FILE = "dict.km.txt"
 LABELS_JSON = "labels.json"
-LABELS_FORMAT_VERSION = 1
+INCOMPLETE = "labels.incomplete"
+LABELS_FORMAT_VERSION = 2  # 2 lists the files of the set; 1 (s3l 0.1) did not
 
 
 @dataclass(frozen=True)
@@ -124,18 +134,130 @@ def load_kmeans(path: str | Path) -> KMeansModel:
     return KMeansModel(path=path, centroids=c, counts=counts, spec=spec, label_set=ls, meta=meta)
 
 
-def write_set_files(out_dir: Path, model: KMeansModel) -> None:
-    """dict.km.txt, labels.json and (when it lives elsewhere) a copy of the model file."""
+def write_set_files(out_dir: Path, model: KMeansModel, written: Sequence[str], carried: dict[str, dict]) -> None:
+    """dict.km.txt, (when it lives elsewhere) a copy of the model file, then labels.json vouching for them, the
+    label files ``written`` by this run and the ``carried`` entries (see :func:`still_valid`); then the
+    directory is no longer marked incomplete."""
     atomic_write_lines(out_dir / DICT_FILE, (f"{i} {int(n)}" for i, n in enumerate(model.counts)))
-    info = {"format_version": LABELS_FORMAT_VERSION, "label_rate": model.spec.label_rate,
-            "feature": model.spec.feature, "layer": model.spec.layer, "k": int(model.centroids.shape[0]),
-            "columns": list(model.label_set.cols) if model.label_set.cols else None,
-            "checkpoint_hash": model.spec.checkpoint_hash, "model": MODEL_FILE}
-    atomic_write_text(out_dir / LABELS_JSON, json.dumps(info, indent=2) + "\n")
     dest = out_dir / MODEL_FILE
     if not (dest.exists() and dest.resolve() == model.path.resolve()):
         with open(model.path, "rb") as src, atomic_open(dest, "wb") as dst:
             shutil.copyfileobj(src, dst)
+    files = {**carried, **{name: file_entry(out_dir / name) for name in (*written, DICT_FILE, MODEL_FILE)}}
+    info = {"format_version": LABELS_FORMAT_VERSION, "label_rate": model.spec.label_rate,
+            "feature": model.spec.feature, "layer": model.spec.layer, "k": int(model.centroids.shape[0]),
+            "columns": list(model.label_set.cols) if model.label_set.cols else None,
+            "checkpoint_hash": model.spec.checkpoint_hash, "model": MODEL_FILE, "files": dict(sorted(files.items()))}
+    atomic_write_text(out_dir / LABELS_JSON, json.dumps(info, indent=2) + "\n")
+    (out_dir / INCOMPLETE).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------- completeness
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """What labels.json records of one file of the set."""
+    return {"bytes": path.stat().st_size, "sha256": file_hash(path)}
+
+
+def _matches(path: Path, entry: Any) -> bool:
+    try:
+        return (isinstance(entry, dict) and path.stat().st_size == entry.get("bytes")
+                and file_hash(path) == entry.get("sha256"))
+    except OSError:
+        return False
+
+
+def read_labels_json(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("files", {}), dict):
+        raise S3LError(f"{path}: not a labels.json written by `s3l cluster`")
+    return info
+
+
+def vouched_files(set_dir: Path) -> dict[str, dict]:
+    """The files the labels.json of ``set_dir`` lists (none without one). A format-1 labels.json lists none, so
+    outside an interrupted run its directory's label files, dictionary and model are taken as it stands."""
+    path = set_dir / LABELS_JSON
+    if not path.is_file():
+        return {}
+    try:
+        info = read_labels_json(path)
+    except S3LError:
+        return {}  # unreadable: vouches for nothing
+    if "files" in info:
+        return dict(info["files"])
+    if (set_dir / INCOMPLETE).exists():
+        return {}
+    names = [p.name for p in sorted(set_dir.glob("*.km"))] + [DICT_FILE, MODEL_FILE]
+    return {n: file_entry(set_dir / n) for n in names if (set_dir / n).is_file()}
+
+
+def replaceable(path: Path) -> bool:
+    """``path`` is partial output of an interrupted `s3l cluster` run: a rerun may replace it without --force."""
+    d = path.parent
+    return (d / INCOMPLETE).exists() and path.name not in vouched_files(d)
+
+
+def start_set(set_dir: Path, replaces: Sequence[str]) -> dict[str, dict]:
+    """Before a run writes anything into ``set_dir``: mark it incomplete, then drop a labels.json that vouches for
+    a file this run will replace (``replaces``: names of existing files). Returns what labels.json vouched for."""
+    set_dir.mkdir(parents=True, exist_ok=True)
+    before = vouched_files(set_dir)
+    atomic_write_text(set_dir / INCOMPLETE, "an `s3l cluster` run is writing this label set (or was interrupted); "
+                      "labels.json lists the files that are complete\n")
+    if any(name in before for name in replaces):
+        (set_dir / LABELS_JSON).unlink(missing_ok=True)
+    return before
+
+
+def still_valid(set_dir: Path, model_path: Path, listings: Sequence[dict[str, dict]],
+                skip: Sequence[str]) -> dict[str, dict]:
+    """Entries of earlier ``listings`` of ``set_dir`` that a new labels.json may keep: made with the same model
+    file, not in ``skip`` (rewritten by this run) and still unchanged on disk."""
+    model = file_entry(model_path)
+    out: dict[str, dict] = {}
+    for files in listings:
+        if files.get(MODEL_FILE, {}).get("sha256") != model["sha256"]:
+            continue
+        for name, entry in files.items():
+            if name not in skip and name not in (DICT_FILE, MODEL_FILE) and name not in out \
+                    and _matches(set_dir / name, entry):
+                out[name] = entry
+    return out
+
+
+def require_complete(set_dir: Path, names: Sequence[str]) -> dict[str, Any] | None:
+    """The labels.json of ``set_dir`` once the files ``names`` are known to belong to one complete label set;
+    None for a directory `s3l cluster` did not write (e.g. fairseq's labels). Refuses a partial or mixed set."""
+    path = set_dir / LABELS_JSON
+    interrupted = (set_dir / INCOMPLETE).exists()
+    rerun = "rerun the `s3l cluster` command that writes it"
+    if not path.is_file():
+        if interrupted:
+            raise S3LError(f"{set_dir}: incomplete label set (an `s3l cluster` run into it was interrupted); {rerun}")
+        if (set_dir / MODEL_FILE).is_file():
+            raise S3LError(f"{set_dir}: incomplete label set ({MODEL_FILE} but no {LABELS_JSON}); rerun `s3l "
+                           "cluster` with --force")
+        return None
+    info = read_labels_json(path)
+    if "files" not in info:  # format 1
+        if interrupted:
+            raise S3LError(f"{set_dir}: incomplete label set (an `s3l cluster` run into it was interrupted); {rerun}")
+        return info
+    for name in names:
+        entry = info["files"].get(name)
+        if entry is None and (set_dir / name).exists():
+            how = rerun if interrupted else "rerun `s3l cluster` with --force"
+            raise S3LError(f"{set_dir / name}: not part of the label set {path} lists (left by an interrupted or "
+                           f"other run); {how}")
+        if entry is not None and not _matches(set_dir / name, entry):
+            raise S3LError(f"{set_dir / name}: not the file {path} lists (changed or replaced since); rerun "
+                           "`s3l cluster` with --force")
+    return info
 
 
 def km_name(split: str, shard: int, num_shards: int) -> str:
@@ -166,11 +288,12 @@ def check_km(path: Path, frames: Sequence[int], k: int, source: Path) -> None:
 
 
 def merge_machine_shards(set_dir: Path, split: str, num_shards: int, frames: Sequence[int], k: int,
-                         source: Path) -> bool:
-    """Once every machine's ``{split}_{i}_{n}.km`` exists, concatenate them into ``{split}.km`` (checked)."""
-    parts = [set_dir / km_name(split, i, num_shards) for i in range(num_shards)]
-    if not all(p.is_file() for p in parts):
+                         source: Path, complete: Sequence[str]) -> bool:
+    """Once every machine's ``{split}_{i}_{n}.km`` is ``complete`` (written by this run or vouched for with the same
+    model), concatenate them into ``{split}.km`` (checked)."""
+    parts = [km_name(split, i, num_shards) for i in range(num_shards)]
+    if not all(p in complete for p in parts):
         return False
-    concat_parts(parts, set_dir / f"{split}.km")
+    concat_parts([set_dir / p for p in parts], set_dir / f"{split}.km")
     check_km(set_dir / f"{split}.km", frames, k, source)
     return True

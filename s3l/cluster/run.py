@@ -6,7 +6,8 @@ Flow (the same code for one process and N processes of the shared launcher; only
    its contiguous part into ``{out}/feats/{split}_{rank}_{world}.npy`` (+ .len/.idx), then every label set is fit
    on all shards (Lloyd: data-parallel over the processes' shards; scikit-learn: rank 0 alone);
 2. label: every label split is split over machines (``--shard/--num-shards``) and processes; features are
-   extracted again on the fly (or read back from the fit shards) and assigned; rank 0 joins the parts.
+   extracted again on the fly (or read back from the fit shards) and assigned; rank 0 joins the parts;
+3. finish: rank 0 writes dict.km.txt and labels.json (last) per label set, see labels.py "Crash consistency".
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ from s3l.cluster import kmeans as km
 from s3l.cluster.features import FEATURES, Extractor, FeatureSpec, iter_features, make_extractor
 from s3l.cluster.labels import (
     DICT_FILE,
+    INCOMPLETE,
     LABELS_JSON,
     MODEL_FILE,
     KMeansModel,
     LabelSet,
     check_km,
     concat_parts,
+    file_entry,
     km_name,
     load_kmeans,
     merge_machine_shards,
     parse_subspaces,
     plan_label_sets,
     save_kmeans,
+    start_set,
+    still_valid,
+    vouched_files,
     write_set_files,
 )
 from s3l.cluster.store import FeatureStore, shard_file, shard_stem, write_shard
@@ -100,9 +106,13 @@ def _run(cfg: ClusterConfig, info: dist.DistInfo) -> dict[str, Any] | None:
     else:
         sets = plan_label_sets(cfg.ks, parse_subspaces(cfg.product, spec.feature, spec.dim))
     splits = list(manifests) if cfg.label_splits is None else list(dict.fromkeys(cfg.label_splits))
-    check_overwrite(_outputs(cfg, sets, splits, fitting=not models), cfg.force)
+    replaces = _check_outputs(cfg, sets, splits, models)
     dist.barrier()  # nobody writes before every process has checked
     cfg.out.mkdir(parents=True, exist_ok=True)
+    before: dict[str, dict[str, dict]] = {}
+    if info.is_main:  # the old label sets stop being complete before any of their files changes
+        before = {ls.name: start_set(ls.dir(cfg.out), replaces[ls.name]) for ls in sets}
+    dist.barrier()
 
     times: dict[str, float] = {}
     summary: dict[str, Any] = {"format_version": SUMMARY_VERSION, **asdict(spec), "nproc": info.world_size,
@@ -118,6 +128,7 @@ def _run(cfg: ClusterConfig, info: dist.DistInfo) -> dict[str, Any] | None:
         for split in splits:
             summary["splits"][split] = _label_split(cfg, split, manifests[split], extractor, models, sets,
                                                     store if split == cfg.fit_split else None, info, bar)
+        written = [km_name(split, cfg.shard, cfg.num_shards) for split in splits]
         times["label_seconds"] = time.perf_counter() - t0
     dist.barrier()
     if not info.is_main:
@@ -125,7 +136,7 @@ def _run(cfg: ClusterConfig, info: dist.DistInfo) -> dict[str, Any] | None:
     if (cfg.out / ".parts").is_dir() and not any((cfg.out / ".parts").iterdir()):
         (cfg.out / ".parts").rmdir()  # only now: other processes may still create their next part files
     for m, ls in zip(models, sets):
-        write_set_files(ls.dir(cfg.out), m)
+        _finish_set(cfg, ls, m, manifests, splits, written, before[ls.name])
     if store is not None and not cfg.keep_features:
         _remove_features(cfg, info.world_size)
     times["total_seconds"] = time.perf_counter() - t_start
@@ -219,6 +230,25 @@ def _outputs(cfg: ClusterConfig, sets: list[LabelSet], splits: list[str], fittin
         if fitting:
             paths += [d / MODEL_FILE, d / DICT_FILE, d / LABELS_JSON]
     return paths
+
+
+def _check_outputs(cfg: ClusterConfig, sets: list[LabelSet], splits: list[str],
+                   models: list[KMeansModel]) -> dict[str, list[str]]:
+    """Refuse to replace files without --force, except the partial output of an interrupted run (not vouched for
+    by labels.json in a directory marked incomplete). Returns the names of existing files replaced, per set."""
+    paths = _outputs(cfg, sets, splits, fitting=not models)
+    for m, ls in zip(models, sets):  # applying a model into a directory that holds another one replaces it
+        dest = ls.dir(cfg.out) / MODEL_FILE
+        if dest.is_file() and file_entry(dest)["sha256"] != file_entry(m.path)["sha256"]:
+            paths += [dest, dest.parent / DICT_FILE]
+    existing = [p for p in paths if p.exists()]
+    partial: set[Path] = set()
+    for d in {p.parent for p in existing}:
+        if (d / INCOMPLETE).exists():
+            vouched = vouched_files(d)
+            partial |= {p for p in existing if p.parent == d and p.name not in vouched}
+    check_overwrite([p for p in existing if p not in partial], cfg.force)
+    return {ls.name: [p.name for p in existing if p.parent == ls.dir(cfg.out)] for ls in sets}
 
 
 # -------------------------------------------------------------------------------------------------- fit
@@ -315,7 +345,7 @@ def _label_split(cfg: ClusterConfig, split: str, manifest: Manifest, extractor: 
         cents.append((c, c.pow(2).sum(1), m.label_set.cols))
     parts_dir = cfg.out / ".parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    part_files = [parts_dir / f"{ls.name or 'top'}.{split}.{info.rank}" for ls in sets]
+    part_files = [_part_file(parts_dir, ls, split, cfg, info.rank) for ls in sets]
     handles = [open(p, "w", encoding="utf-8") for p in part_files]
     task = bar.add_task(f"labels ({split})", total=len(machine))
     pending: dict[int, list[str]] = {}  # finished lines waiting for earlier utterances (tsv order)
@@ -362,17 +392,37 @@ def _label_split(cfg: ClusterConfig, split: str, manifest: Manifest, extractor: 
         for ls, m in zip(sets, models):
             d = ls.dir(cfg.out)
             d.mkdir(parents=True, exist_ok=True)
-            parts = [parts_dir / f"{ls.name or 'top'}.{split}.{r}" for r in range(info.world_size)]
+            parts = [_part_file(parts_dir, ls, split, cfg, r) for r in range(info.world_size)]
             dest = d / km_name(split, cfg.shard, cfg.num_shards)
             concat_parts(parts, dest)
             check_km(dest, frames, m.label_set.k, manifest.source)
             for p in parts:
                 p.unlink()
-            if cfg.num_shards > 1:
-                all_frames = [spec.frames(n) for n in manifest.sizes]
-                merge_machine_shards(d, split, cfg.num_shards, all_frames, m.label_set.k, manifest.source)
     return {"utterances": len(machine), "frames": int(sum(frames)),
             "audio_seconds": sum(manifest.sizes[i] for i in machine) / SAMPLE_RATE}
+
+
+def _part_file(parts_dir: Path, ls: LabelSet, split: str, cfg: ClusterConfig, rank: int) -> Path:
+    """One process's lines of one split (machines sharing --out write distinct names)."""
+    machine = f".{cfg.shard}_{cfg.num_shards}" if cfg.num_shards > 1 else ""
+    return parts_dir / f"{ls.name or 'top'}.{split}{machine}.{rank}"
+
+
+def _finish_set(cfg: ClusterConfig, ls: LabelSet, m: KMeansModel, manifests: dict[str, Manifest],
+                splits: list[str], written: list[str], before: dict[str, dict]) -> None:
+    """Join machine shards that are all complete, then write the set's labels.json (last)."""
+    d = ls.dir(cfg.out)
+    written = list(written)
+    carried = still_valid(d, m.path, [before, vouched_files(d)], skip=written)  # now: other machines' parts too
+    if cfg.num_shards > 1:
+        for split in splits:
+            manifest = manifests[split]
+            frames = [m.spec.frames(n) for n in manifest.sizes]
+            if merge_machine_shards(d, split, cfg.num_shards, frames, m.label_set.k, manifest.source,
+                                    complete=[*written, *carried]):
+                written.append(f"{split}.km")
+                carried.pop(f"{split}.km", None)
+    write_set_files(d, m, written, carried)
 
 
 # ------------------------------------------------------------------------------------------------ report
