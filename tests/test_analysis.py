@@ -331,3 +331,40 @@ def test_cli_reads_recorded_label_rate(tmp_path):
     (tmp_path / "labels.json").write_text("{not json")
     res = CliRunner().invoke(app, [*args, "--force"])
     assert isinstance(res.exception, S3LError) and "labels.json" in str(res.exception)
+
+
+def test_count_files_refuses_ids_of_no_unit(tmp_path):
+    r = RateAlignment(unit_rate=100, phone_rate=100)
+    km = _write(tmp_path / "k.km", ["0 1", "1 3"])
+    phn = _write(tmp_path / "k.phn", ["a b", "a b"])
+    assert count_files(km, phn, r, num_units=(4, "dict")).units == [0, 1, 3]
+    with pytest.raises(S3LError, match=r"k\.km:2: unit id 3 out of range: dict has K = 3 units \(ids 0\.\.2\)$"):
+        count_files(km, phn, r, num_units=(3, "dict"))
+
+
+def test_cli_refuses_unit_ids_beyond_k(tmp_path):
+    """The "29 of 20 units used" report of a mixed label set: ids >= K are refused, naming file and line."""
+    km = _write(tmp_path / "dev.km", ["0 1 19", "3 29 2"])
+    phn = _write(tmp_path / "dev.phn", ["a a b b c c", "a a b b c c"])
+    out = tmp_path / "r"
+    args = ["analyze-units", "--units", str(km), "--phones", str(phn), "--out", str(out)]
+    _write(tmp_path / "dict.km.txt", [f"{i} 1" for i in range(20)])
+    res = CliRunner().invoke(app, args)
+    msg = str(res.exception)
+    assert isinstance(res.exception, S3LError) and "\n" not in msg
+    assert msg == f"{km}:2: unit id 29 out of range: {tmp_path / 'dict.km.txt'} has K = 20 units (ids 0..19)"
+    assert not out.exists()
+    # K recorded only in labels.json (format 1, no dictionary) is enforced the same way
+    (tmp_path / "dict.km.txt").unlink()
+    (tmp_path / "labels.json").write_text(json.dumps({"format_version": 1, "label_rate": 50, "k": 20}))
+    res = CliRunner().invoke(app, args)
+    assert isinstance(res.exception, S3LError)
+    assert str(res.exception).endswith("labels.json has K = 20 units (ids 0..19)")
+    # a dictionary and labels.json that disagree on K
+    _write(tmp_path / "dict.km.txt", [f"{i} 1" for i in range(30)])
+    res = CliRunner().invoke(app, args)
+    assert isinstance(res.exception, S3LError) and "30 units but" in str(res.exception)
+    (tmp_path / "labels.json").unlink()
+    res = CliRunner().invoke(app, args)  # K = 30 covers every id
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["num_units"] == 30

@@ -79,8 +79,9 @@ def align_pair(units: np.ndarray, phones: np.ndarray, rates: RateAlignment) -> t
 # ------------------------------------------------------------------------------------------- label files
 
 
-def read_unit_lines(path: str | Path) -> list[np.ndarray]:
-    """A ``.km`` file: one line per utterance of space-separated non-negative integer unit ids."""
+def read_unit_lines(path: str | Path, num_units: tuple[int, str] | None = None) -> list[np.ndarray]:
+    """A ``.km`` file: one line per utterance of space-separated non-negative integer unit ids, each below K when
+    ``num_units`` = (K, the file that says so) is given."""
     path = require_file(path, "unit label file")
     out: list[np.ndarray] = []
     for lineno, line in enumerate(read_text_lines(path), start=1):
@@ -92,6 +93,10 @@ def read_unit_lines(path: str | Path) -> list[np.ndarray]:
             raise S3LError(f"{where(path, lineno)}: unit ids must be integers, got {bad[:20]!r}") from None
         if ids.size and ids.min() < 0:
             raise S3LError(f"{where(path, lineno)}: negative unit id {int(ids.min())}")
+        if num_units is not None and ids.size and ids.max() >= num_units[0]:
+            k, source = num_units
+            raise S3LError(f"{where(path, lineno)}: unit id {int(ids.max())} out of range: {source} has K = {k} "
+                           f"units (ids 0..{k - 1})")
         out.append(ids)
     if not out:
         raise S3LError(f"{path}: empty unit label file")
@@ -171,10 +176,12 @@ class JointCounter:
 
 
 def count_files(
-    units_path: str | Path, phones_path: str | Path, rates: RateAlignment, *, skip_mismatch: bool = False
+    units_path: str | Path, phones_path: str | Path, rates: RateAlignment, *, skip_mismatch: bool = False,
+    num_units: tuple[int, str] | None = None,
 ) -> JointCounts:
-    """Read a ``.km`` and a ``.phn`` file line by line, align each utterance and count co-occurrences."""
-    units = read_unit_lines(units_path)
+    """Read a ``.km`` and a ``.phn`` file line by line, align each utterance and count co-occurrences.
+    ``num_units``: (K, its source); a unit id >= K is refused."""
+    units = read_unit_lines(units_path, num_units)
     phones = read_phone_lines(phones_path)
     if len(units) != len(phones):
         raise S3LError(

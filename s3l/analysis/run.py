@@ -91,12 +91,12 @@ def analyze_unit_file(cfg: AnalyzeConfig) -> dict[str, Any]:
     assert cfg.units is not None and cfg.phones is not None
     from s3l.cluster.labels import DICT_FILE, require_complete
 
-    require_complete(cfg.units.parent, [cfg.units.name, DICT_FILE])  # a set left by a killed `s3l cluster`: refused
+    info = require_complete(cfg.units.parent, [cfg.units.name, DICT_FILE])  # a killed `s3l cluster`'s: refused
     unit_rate, rate_source = resolve_unit_rate(cfg.units, cfg.unit_rate)
     rates = RateAlignment(unit_rate=unit_rate, phone_rate=cfg.phone_rate, max_diff_ms=cfg.max_diff_ms)
-    joint = count_files(cfg.units, cfg.phones, rates, skip_mismatch=cfg.skip_mismatch)
-    num_units = _dictionary_size(cfg.units)
-    report = unit_report(joint, rates, num_units=num_units)
+    k = number_of_units(cfg.units, info)
+    joint = count_files(cfg.units, cfg.phones, rates, skip_mismatch=cfg.skip_mismatch, num_units=k)
+    report = unit_report(joint, rates, num_units=k[0] if k else None)
     report.update(units_file=str(cfg.units), phones_file=str(cfg.phones), unit_rate_source=rate_source)
     cfg.out.mkdir(parents=True, exist_ok=True)
     title = (
@@ -119,7 +119,7 @@ def unit_report(joint: JointCounts, rates: RateAlignment, *, num_units: int | No
         "phone_purity": q.phone_purity,
         "cluster_purity": q.cluster_purity,
         "used_units": q.used_units,
-        "num_units": num_units,  # K from dict.km.txt when present
+        "num_units": num_units,  # K from dict.km.txt (else labels.json) when present
         "used_phones": q.used_phones,
         "segment_frames": joint.unit_segment_frames,  # mean unit run length, frames at the unit rate
         "segment_ms": joint.unit_segment_frames * 1000.0 / rates.unit_rate,
@@ -214,13 +214,25 @@ def recorded_label_rate(km_path: Path) -> tuple[int, str] | None:
     return int(rate), str(source)
 
 
-def _dictionary_size(km_path: Path) -> int | None:
-    d = km_path.parent / "dict.km.txt"
-    if not d.is_file():
-        return None
-    from s3l.manifest import read_dict
+def number_of_units(km_path: Path, info: dict[str, Any] | None) -> tuple[int, str] | None:
+    """K of the label set beside ``km_path`` and the file that says so: dict.km.txt, else the labels.json
+    ``info`` (see :func:`s3l.cluster.labels.require_complete`); None when neither is there."""
+    from s3l.cluster.labels import DICT_FILE, LABELS_JSON
 
-    return len(read_dict(d))
+    d = km_path.parent / DICT_FILE
+    recorded = info.get("k") if info else None
+    if recorded is not None and (not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1):
+        raise S3LError(f"{km_path.parent / LABELS_JSON}: recorded k {recorded!r} is not a positive whole number")
+    if d.is_file():
+        from s3l.manifest import read_dict
+
+        k = len(read_dict(d))
+        if recorded is not None and recorded != k:
+            raise S3LError(f"{d}: {k} units but {km_path.parent / LABELS_JSON} records k = {recorded}")
+        return k, str(d)
+    if recorded is not None:
+        return recorded, str(km_path.parent / LABELS_JSON)
+    return None
 
 
 def _require_model_inputs(cfg: AnalyzeConfig) -> None:
