@@ -187,3 +187,66 @@ def test_duplicate_and_empty_transcripts(corpus: Path, tmp_path: Path) -> None:
     trans.write_text("1089-134686-0000 ...\n")
     with pytest.raises(S3LError, match=rf"^{trans}:1: empty transcript"):
         prepare_librispeech(cfg(corpus, tmp_path / "out"))
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in the code under test catches it."""
+
+
+def _files(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(out.iterdir())}
+
+
+def test_killed_run_reruns_without_force(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3l.prep import common
+
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    prepare_librispeech(cfg(corpus, ref))
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")  # not an output: never touched
+    real = common.write_split
+
+    def killed_after_first_split(*a, **kw):
+        real(*a, **kw)
+        raise _Killed
+
+    monkeypatch.setattr(common, "write_split", killed_after_first_split)
+    with pytest.raises(_Killed):
+        prepare_librispeech(cfg(corpus, out))
+    assert (out / "dev-clean.tsv").is_file() and not (out / "test-clean.tsv").exists()
+    assert (out / "prep.incomplete").is_file() and not (out / "prep.json").exists()
+    monkeypatch.setattr(common, "write_split", real)
+    prepare_librispeech(cfg(corpus, out))  # no --force needed: the files are the interrupted run's
+    assert _files(out) == {**_files(ref), "notes.txt": "the user's"}  # same corpus, no record left
+
+    with pytest.raises(S3LError, match=r"dev-clean.tsv \(and .* more\) already exists; pass --force"):
+        prepare_librispeech(cfg(corpus, out))  # a complete corpus still needs --force
+    monkeypatch.setattr(common, "write_split", killed_after_first_split)
+    with pytest.raises(_Killed):
+        prepare_librispeech(cfg(corpus, out, force=True))
+    assert not (out / "prep.json").exists()  # the old corpus's summary goes before any file is replaced
+    monkeypatch.setattr(common, "write_split", real)
+    from s3l.prep.folder import DirConfig, prepare_dir
+
+    with pytest.raises(S3LError, match=rf"^{out / 'prep.incomplete'}: .*interrupted `s3l prep librispeech`; rerun"):
+        prepare_dir(DirConfig(root=corpus, out=out, valid_percent=0))  # another preparer's partial output
+    prepare_librispeech(cfg(corpus, out))
+    assert _files(out) == {**_files(ref), "notes.txt": "the user's"}
+
+
+def test_rerun_removes_only_recorded_files_it_no_longer_writes(corpus: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "skipped-dev-clean.tsv").write_text("file\treason\nx\ty\n")  # left by the interrupted run
+    (out / "old.tsv").write_text("not recorded\n")
+    (out / "prep.incomplete").write_text(json.dumps({"format_version": 1, "command": "prep librispeech",
+                                                     "outputs": ["skipped-dev-clean.tsv", "gone.txt"]}))
+    (out / "gone.txt").write_text("recorded, not written by this run\n")
+    prepare_librispeech(cfg(corpus, out))
+    assert not (out / "skipped-dev-clean.tsv").exists() and not (out / "gone.txt").exists()
+    assert (out / "old.tsv").read_text() == "not recorded\n" and not (out / "prep.incomplete").exists()
+    (out / "prep.incomplete").write_text(json.dumps({"command": "prep librispeech", "outputs": ["../x"]}))
+    with pytest.raises(S3LError, match=r"prep.incomplete: not a record written by `s3l prep`"):
+        prepare_librispeech(cfg(corpus, out))

@@ -292,3 +292,67 @@ def test_cli_run_and_overwrite_refusal(tmp_path: Path) -> None:
               for line in (out / f"{s}.tsv").read_text().splitlines()[1:]}
     on_disk = {p.relative_to(out / "audio").as_posix() for p in (out / "audio").rglob("*.flac")}
     assert on_disk == listed  # --force removed the first corpus's audio
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in the code under test catches it."""
+
+
+def test_killed_run_reruns_without_force_to_the_same_corpus(corpus: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3l.synth import corpus as synth_corpus
+
+    out = tmp_path / "c"
+    build_corpus(SynthConfig(out_dir=out, seed=1, **TINY))  # a complete corpus of another seed ...
+    (out / "audio" / "notes.txt").write_text("the user's")
+    real, shards = synth_corpus._Synthesizer._finish, []
+
+    def killed_after_two_shards(self, job):
+        shards.append(real(self, job))
+        if len(shards) == 2:
+            raise _Killed
+        return shards[-1]
+
+    monkeypatch.setattr(synth_corpus._Synthesizer, "_finish", killed_after_two_shards)
+    with pytest.raises(_Killed):  # ... replaced by seed 3 with --force, killed after some utterances
+        build_corpus(SynthConfig(out_dir=out, seed=3, force=True, **TINY))
+    monkeypatch.undo()
+    assert (out / "prep.incomplete").is_file() and not (out / "synth.json").exists()
+    assert (out / "dev.tsv").is_file() and any((out / "audio" / "dev").glob("*.flac"))  # the old manifests
+
+    build_corpus(SynthConfig(out_dir=out, seed=3, **TINY))  # the same command without --force
+    assert not (out / "prep.incomplete").exists()
+    assert (out / "audio" / "notes.txt").read_text() == "the user's"
+    (out / "audio" / "notes.txt").unlink()
+    a, b = _utterance_files(corpus), _utterance_files(out)
+    assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == []  # as the uninterrupted run
+    with pytest.raises(S3LError, match="already exists; pass --force"):
+        build_corpus(SynthConfig(out_dir=out, seed=3, **TINY))
+
+
+def test_sigkilled_cli_run_reruns_to_the_same_corpus(corpus: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "k"
+    args = [sys.executable, "-m", "s3l", "prep", "synth", "--out", str(out), "--seed", "3", "--workers", "2",
+            "--hours", str(TINY["hours"]), "--labeled-scale", str(TINY["labeled_scale"]), "--dev-minutes",
+            str(TINY["dev_minutes"]), "--test-minutes", str(TINY["test_minutes"]), "--lm-sentences",
+            str(TINY["lm_sentences"])]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not any(out.glob("audio/*/*.flac")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert (out / "prep.incomplete").is_file() and not (out / "synth.json").exists()
+    counts = []
+    for _ in range(3):  # the killed run's synthesis processes stop after the utterance they are on
+        time.sleep(0.5)
+        counts.append(len(list(out.rglob("*.flac"))))
+    assert counts[1] == counts[2]
+    build_corpus(SynthConfig(out_dir=out, seed=3, **TINY))  # rerun, no --force
+    a, b = _utterance_files(corpus), _utterance_files(out)
+    assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == []

@@ -5,13 +5,14 @@ It lists the corpus as a :class:`Plan`: named *groups* of :class:`Item` (files s
 LibriSpeech split or one Libri-light fold), the groups each output split is made of, and the problems it met
 while listing (a missing transcript, a transcript line without audio). :func:`run` then
 
-1. refuses to overwrite existing outputs without ``force``;
+1. refuses to overwrite existing outputs without ``force`` (except the recorded partial output of an
+   interrupted run, see :mod:`s3l.prep.partial`);
 2. stops at the first problem, or with ``skip_bad`` sets the item aside;
 3. reads every audio header (progress bar) and rejects unreadable, empty, multi-channel (unless ``downmix``)
    or too-short audio and alignments that run past the end of the audio, the same way;
 4. writes each split's ``.tsv`` (and ``.wrd``/``.ltr``/``.phn``) atomically in sorted path order,
    ``dict.ltr.txt`` (and ``dict.phn.txt``), one ``skipped-{split}.tsv`` per split that lost items, and
-   ``prep.json``; prints a summary table.
+   ``prep.json`` last (then the corpus is complete and ``prep.incomplete`` is removed); prints a summary table.
 
 Only headers are read: a file whose header is valid but whose data is truncated is caught when it is loaded.
 """
@@ -28,7 +29,8 @@ from pathlib import Path
 from s3l.audio import PHONE_HOP, SAMPLE_RATE, AudioInfo, audio_info, check_audio
 from s3l.errors import S3LError
 from s3l.fileio import atomic_write_lines, atomic_write_text
-from s3l.manifest import letter_counts, letters, outputs_for, phone_frames, prepare_outputs, write_dict, write_split
+from s3l.manifest import letter_counts, letters, outputs_for, phone_frames, write_dict, write_split
+from s3l.prep import partial
 
 REPORT_NAME = "prep.json"
 # An alignment may end this many 16 kHz samples (10 ms) past the audio before it counts as mismatched.
@@ -206,7 +208,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
     for name, groups in plan.splits.items():
         if not any(plan.groups[g].items for g in groups) and not any(p.group in groups for p in plan.problems):
             raise S3LError(f"{plan.source}: no audio found for split '{name}'")
-    prepare_outputs(out, planned_outputs(plan, out), opts.force)
+    restart = partial.check_outputs(out, f"prep {plan.corpus}", planned_outputs(plan, out), opts.force)
     if plan.problems and not opts.skip_bad:
         more = len(plan.problems) - 1
         tail = f" (and {more} more problem{'s' * (more > 1)}; --skip-bad skips them)" if more else ""
@@ -215,6 +217,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
         console_err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
     kept = scan(plan, opts.skip_bad, opts.downmix)
+    partial.start(restart, out / REPORT_NAME)  # from here on a kill leaves a record: rerun without --force
     frames: dict[Path, list[str]] = {}  # phone labels per audio file, computed once
 
     def labels_of(it: Item, info: AudioInfo) -> list[str]:
@@ -237,7 +240,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
         if lost:
             atomic_write_lines(report, ["file\treason", *(f"{_escape(f)}\t{_escape(r)}" for f, r in lost)])
             files.append(report)
-        elif report.exists():  # stale report of an earlier run (only reachable with --force)
+        elif report.exists():  # stale report of an earlier run (only reachable with --force or after a kill)
             report.unlink()
         summaries.append(SplitSummary(split, len(rows), sum(n for _, n in rows), len(lost),
                                       tuple(str(f) for f in files)))
@@ -255,6 +258,7 @@ def run(plan: Plan, opts: PrepOptions) -> PrepResult:
     result = PrepResult(plan.corpus, out, tuple(summaries), tuple(plan.problems), tuple(plan.warnings),
                         out / REPORT_NAME)
     atomic_write_text(result.report, json.dumps(_as_json(plan, result), indent=2) + "\n")
+    partial.finish(restart)
     show(result)
     return result
 

@@ -11,6 +11,9 @@ Outputs in ``out_dir`` (formats in README "File formats"; corpus design in READM
 ``synth.json``                               summary: splits, speakers, voices, phone set, speed
 ``audio/{split}/{speaker}-{index}.flac``     16 kHz 16-bit FLAC
 
+``synth.json`` is written last; until then ``prep.incomplete`` records the outputs, so a killed run is rerun
+without ``--force`` and starts again from scratch (see :mod:`s3l.prep.partial`), giving the same corpus.
+
 Disjointness is by construction. Sentences: a sentence's transcript hashes (BLAKE2b) to a bucket 0-99 that
 fixes the only split it may appear in — dev 0-4, test 5-9, train-1h 10-19, train 20-99 — and lm.txt skips
 buckets 0-9, so no seed ever puts a dev/test sentence into lm.txt. Speakers: every espeak voice belongs to one
@@ -40,10 +43,10 @@ from s3l.manifest import (
     letters,
     normalize_transcript,
     outputs_for,
-    prepare_outputs,
     write_dict,
     write_split,
 )
+from s3l.prep import partial
 from s3l.synth import espeak
 from s3l.synth.grammar import Grammar
 from s3l.synth.phones import PHONES
@@ -212,15 +215,16 @@ def build_corpus(cfg: SynthConfig) -> dict:
     _validate(cfg)
     data_dir = espeak.data_dir()  # S3LError naming the 'synth' extra when espeakng-loader is missing
     out = Path(cfg.out_dir)
-    prepare_outputs(out, planned_outputs(out), cfg.force)
-    audio_root = out / "audio"
-    for split in ("train", "train-1h", "dev", "test"):  # only reachable with --force: the previous corpus's audio
-        for old in (audio_root / split).glob("*.flac"):
-            old.unlink()
-
+    restart = partial.check_outputs(out, "prep synth", planned_outputs(out), cfg.force)
     accents, variants = list_accents(data_dir), list_variants(data_dir)
     groups = allocate_speakers(accents, variants, SPEAKER_SHARES, random.Random(f"{cfg.seed}/speakers"))
     grammar = Grammar()
+
+    partial.start(restart, out / SUMMARY_NAME)  # from here on a kill leaves a record: rerun without --force
+    audio_root = out / "audio"
+    for split in ("train", "train-1h", "dev", "test"):  # with --force or after a kill: earlier audio
+        for old in (audio_root / split).glob("*.flac"):
+            old.unlink()
     plan = [("dev", "dev", cfg.dev_minutes * 60), ("test", "test", cfg.test_minutes * 60),
             ("train-1h", "labeled", 3600 * cfg.labeled_scale), ("train", "train", 3600 * cfg.hours)]
     utts: dict[str, list[_Utt]] = {}
@@ -258,6 +262,7 @@ def build_corpus(cfg: SynthConfig) -> dict:
 
     summary = _summary(cfg, utts, groups, accents, variants, synth, wall, len(lm_lines))
     atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+    partial.finish(restart)
     show(summary, out)
     return summary
 

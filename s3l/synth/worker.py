@@ -16,8 +16,11 @@ silence is ``sil``.
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +75,9 @@ def render(samples: np.ndarray, events: tuple[tuple[int, str], ...], seed: int,
     return pcm, labels
 
 
-def synth_shard(audio_root: str, specs: list[UttSpec]) -> list[UttResult]:
-    """Synthesise and write every utterance of a shard (call in a fresh process; see the module docstring)."""
+def synth_shard(audio_root: str, specs: list[UttSpec], orphaned: Callable[[], bool] | None = None) -> list[UttResult]:
+    """Synthesise and write every utterance of a shard (call in a fresh process; see the module docstring),
+    stopping the process before the next one once ``orphaned()`` says the parent was killed."""
     import torch
 
     torch.set_num_threads(1)  # one core per worker; also keeps resampling bit-reproducible
@@ -83,6 +87,8 @@ def synth_shard(audio_root: str, specs: list[UttSpec]) -> list[UttResult]:
     eng = engine()
     out = []
     for spec in specs:
+        if orphaned is not None and orphaned():
+            os._exit(1)  # the run was killed: write nothing more (a rerun may be deleting this corpus's audio)
         sp = spec.speaker
         utt = eng.synthesize(spec.text, voice=sp.voice, rate=sp.rate, pitch=sp.pitch, pitch_range=sp.pitch_range,
                              seed=spec.seed)  # fmt: skip
@@ -101,8 +107,10 @@ def shard_main(conn, audio_root: str, specs: list[UttSpec]) -> None:
     ``cpu_seconds`` is all the CPU time this process used since it was forked (espeak start-up, synthesis,
     resampling, writing), for the speed figure.
     """
+    watch = select.poll()
+    watch.register(conn.fileno(), select.POLLERR)  # set once the reading end is closed: the parent is gone
     try:
-        results = synth_shard(audio_root, specs)
+        results = synth_shard(audio_root, specs, orphaned=lambda: bool(watch.poll(0)))
         conn.send(("ok", (results, time.process_time())))
     except BaseException as e:  # noqa: BLE001 - handed to the parent, which re-raises it
         conn.send(("error", e))
