@@ -34,6 +34,7 @@ def _register() -> None:
     from s3l.cli.lm import lm
     from s3l.cli.prep import prep_app
     from s3l.cli.pretrain import pretrain
+    from s3l.cli.probe import probe
     from s3l.cli.score import score
     from s3l.cli.synth import synth
 
@@ -46,6 +47,7 @@ def _register() -> None:
     app.command("decode")(decode)
     app.command("score")(score)
     app.command("analyze-units")(analyze_units)
+    app.command("probe")(probe)
     app.command("export")(export)
 
 
