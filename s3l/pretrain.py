@@ -277,6 +277,7 @@ def label_rates(cfg: PretrainConfig) -> tuple[float, ...]:
 def _build_data(cfg: PretrainConfig, opt: Optimisation, rates: tuple[float, ...], train_split: Any,
                 valid_split: Any, info: Any) -> tuple[Any, Any, list[int], dict[str, Any]]:
     from s3l.audio import SAMPLE_RATE
+    from s3l.cluster.labels import require_complete
     from s3l.train.data import make_data, read_frame_labels
 
     report: dict[str, Any] = {}
@@ -287,6 +288,8 @@ def _build_data(cfg: PretrainConfig, opt: Optimisation, rates: tuple[float, ...]
             out.append(None)
             continue
         m = split.manifest
+        for d in cfg.labels:  # a label set an `s3l cluster` run left half-written is refused
+            require_complete(Path(d), [f"{m.source.stem}.km", "dict.km.txt"])
         labels = [read_frame_labels(Path(d) / f"{m.source.stem}.km", Path(d) / "dict.km.txt", m, r)
                   for d, r in zip(cfg.labels, rates)]
         num_classes = num_classes or [lab.num_classes for lab in labels]

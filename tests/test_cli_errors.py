@@ -85,6 +85,8 @@ def commands(i: Inputs) -> dict[str, tuple[list[str], str, str]]:
                   "--json", "file"),
         "analyze-units": (["analyze-units", "--units", str(i.data / "dev.wrd"), "--phones", str(i.data / "dev.wrd"),
                            "--out", OUT], "--out", "dir"),
+        "probe": (["probe", *data, "--fit-split", "train", "--eval-split", "dev", "--feature", "mfcc", "--out", OUT],
+                  "--out", "dir"),
         "export": (["export", missing, OUT], "OUT", "dir"),
         "export --to s3l": (["export", missing, OUT, "--to", "s3l"], "OUT", "file"),
     }
@@ -164,6 +166,9 @@ def test_out_under_a_file(inputs: Inputs, capsys: pytest.CaptureFixture[str]) ->
 
 # Out-of-range numbers: (command, extra arguments, the option the message must name).
 NUMBERS = [
+    ("probe", ["--max-frames", "0"], "--max-frames"),
+    ("probe", ["--seed", "-1"], "--seed"),
+    ("probe", ["--batch-seconds", "0"], "--batch-seconds"),
     ("prep dir", ["--valid-percent", "1.5"], "--valid-percent"),
     ("prep dir", ["--seed", "-1"], "--seed"),
     ("prep synth", ["--hours", "inf"], "--hours"),

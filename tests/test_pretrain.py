@@ -220,6 +220,18 @@ def test_validation_split_defaults_to_dev_when_present(corpus: Path, tmp_path: P
     assert f"validating on valid ({corpus / 'valid.tsv'}" in p.stderr
 
 
+def test_a_half_written_label_set_is_refused(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    km = tmp_path / "km"
+    shutil.copytree(corpus / "km", km)
+    (km / "labels.json").unlink()
+    (km / "labels.incomplete").write_text("{}")  # what a killed `s3l cluster` leaves
+    msg = cli("pretrain", "--objective", "hubert", "--data", str(corpus), "--out", str(tmp_path / "o"), *FAST,
+              "--labels", str(km), "--label-rate", "100", "--max-updates", "1")
+    assert f"{km}: incomplete label set" in msg and "rerun the `s3l cluster` command" in msg
+
+
 def test_two_processes(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     s3l("pretrain", "--objective", "contrastive", "--data", str(corpus), "--out", str(out), *FAST,
