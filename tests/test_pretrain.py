@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,6 +138,18 @@ def test_sigkill_then_resume(corpus: Path, tmp_path: Path) -> None:
     assert read_metadata(out / "checkpoint_last.safetensors")["num_updates"] == 12
 
 
+def start_and_wait_for_updates(cmd: list[str], out: Path, updates: int, **popen: Any) -> subprocess.Popen:
+    """Start a training command (stderr piped) and return once ``out/train.jsonl`` logs ``updates`` updates."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, **popen)
+    log, deadline = out / "train.jsonl", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(read_jsonl(log)) >= updates:
+            break
+        time.sleep(0.05)
+    return proc
+
+
 def test_ctrl_c_saves_and_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
     """SIGINT stops between two updates after writing checkpoint_last (off the save interval), exits 130 and says
     so; --resume then ends with the very weights of an uninterrupted run."""
@@ -148,15 +161,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(corpus: Path, tmp_path: Path)
 
     s3l(*args(tmp_path / "whole"))
     out = tmp_path / "stopped"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*S3L, *args(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        log = out / "train.jsonl"
-        if log.is_file() and len(read_jsonl(log)) >= 2:
-            break
-        time.sleep(0.05)
+    proc = start_and_wait_for_updates([*S3L, *args(out)], out, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
@@ -174,14 +179,7 @@ def test_ctrl_c_under_nproc_2_saves_once_all_processes_agree(corpus: Path, tmp_p
     out = tmp_path / "ddp"
     args = [*S3L, "pretrain", "--objective", "contrastive", "--data", str(corpus), "--out", str(out), *FAST,
             "--max-updates", "40", "--save-interval", "100", "--valid-split", "", "--nproc", "2"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        log = out / "train.jsonl"
-        if log.is_file() and len(read_jsonl(log)) >= 2:
-            break
-        time.sleep(0.05)
+    proc = start_and_wait_for_updates(args, out, 2, start_new_session=True)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground process group
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
