@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -309,10 +310,16 @@ def kenlm_perplexity(arpa: str | Path, sentences: Iterable[Sequence[str]]) -> fl
     return float(10.0 ** (-total / max(n, 1)))
 
 
-def load_kenlm(path: str | Path):  # -> kenlm.Model
-    """Load an ARPA or KenLM binary model, silencing kenlm's loading chatter on stderr."""
-    import kenlm
+def load_kenlm(path: str | Path, loader: Callable[[str], Any] | None = None):  # -> kenlm.Model
+    """Load an ARPA or KenLM binary model, silencing KenLM's loading chatter on stderr.
 
+    ``loader`` (default ``kenlm.Model``) builds the model from the path, e.g. flashlight-text's ``KenLM`` bound to
+    a word dictionary; its load errors become one-line :class:`S3LError`.
+    """
+    if loader is None:
+        import kenlm
+
+        loader = kenlm.Model
     path = require_file(path, "language model")
     sys.stderr.flush()
     saved = os.dup(2)
@@ -320,8 +327,8 @@ def load_kenlm(path: str | Path):  # -> kenlm.Model
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
             try:
-                return kenlm.Model(str(path))
-            except (OSError, RuntimeError) as e:
+                return loader(str(path))
+            except (OSError, RuntimeError, ValueError) as e:
                 error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     finally:
         os.dup2(saved, 2)
@@ -337,7 +344,7 @@ def arpa_unigrams(path: str | Path) -> list[str]:
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, start=1):
             line = line.strip()
-            if line.startswith("\\") and line.endswith(":"):
+            if line.startswith("\\") and (line.endswith(":") or line == "\\end\\"):
                 section = line
                 if section != "\\1-grams:" and words:
                     break

@@ -14,7 +14,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from s3l.cli import app
-from s3l.decode.ctc import BeamDecoder, BeamOptions, greedy, lm_unigrams, pyctcdecode_labels
+from s3l.decode.ctc import greedy, lm_unigrams, pyctcdecode_labels
+from s3l.decode.decoder import SearchOptions, make_decoder
 from s3l.decode.emissions import Emissions, emissions_path, load_emissions, save_emissions
 from s3l.decode.tune import Trial, best, search
 from s3l.errors import S3LError
@@ -74,13 +75,13 @@ def test_lm_beam_search_fixes_greedy_error(arpa):
     em = emission("THE CAT SAT", C_OR_H)
     words = lm_unigrams(arpa)
     assert set(words) == set(" ".join(LM_TEXT).split())
-    with_lm = BeamDecoder(VOCAB, arpa, words, BeamOptions(beam=20, lm_weight=2.0, word_score=0.0))
-    assert with_lm(em) == "THE CAT SAT"
-    assert with_lm(emission("A RED HAT")) == "A RED HAT"  # clean input stays as it is
-    no_lm = BeamDecoder(VOCAB, None, None, BeamOptions(beam=20))
-    assert no_lm(em) == "THE HAT SAT"  # the beam alone agrees with greedy: the LM made the difference
+    with_lm = make_decoder("beam", VOCAB, SearchOptions(beam=20, lm_weight=2.0, word_score=0.0), lm=arpa)
+    assert with_lm.decode(em).text == "THE CAT SAT"
+    assert with_lm.decode(emission("A RED HAT")).text == "A RED HAT"  # clean input stays as it is
+    no_lm = make_decoder("beam", VOCAB, SearchOptions(beam=20))
+    assert no_lm.decode(em).text == "THE HAT SAT"  # the beam alone agrees with greedy: the LM made the difference
     with_lm.set_weights(0.0, 0.0)
-    assert with_lm(em) == "THE HAT SAT"
+    assert with_lm.decode(em).text == "THE HAT SAT"
 
 
 def test_hypothesis_ending_with_word_boundary_is_not_penalised(arpa):
@@ -88,8 +89,8 @@ def test_hypothesis_ending_with_word_boundary_is_not_penalised(arpa):
     tail = np.full((1, len(VOCAB)), 0.1 / (len(VOCAB) - 2))
     tail[0, 0], tail[0, VOCAB.index("A")] = 0.6, 0.3
     em = np.concatenate([emission("THE CAT SAT"), np.log(tail).astype(np.float32)])
-    dec = BeamDecoder(VOCAB, arpa, lm_unigrams(arpa), BeamOptions(beam=20, lm_weight=2.0, word_score=0.0))
-    assert dec(em) == "THE CAT SAT"
+    dec = make_decoder("beam", VOCAB, SearchOptions(beam=20, lm_weight=2.0, word_score=0.0), lm=arpa)
+    assert dec.decode(em).text == "THE CAT SAT"
     # Stock pyctcdecode scores the empty last word of "THE CAT SAT |" as an unknown word, so it appends the A.
     from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
 
@@ -122,11 +123,11 @@ def test_search_finds_minimum_within_budget():
 def test_tuning_beats_bad_default(arpa):
     sentences = ["THE CAT SAT", "THE CAT RAN", "A RED HAT"]
     ems = [emission("THE CAT SAT", C_OR_H), emission("THE CAT RAN", C_OR_H), emission("A RED HAT")]
-    dec = BeamDecoder(VOCAB, arpa, lm_unigrams(arpa), BeamOptions(beam=10))
+    dec = make_decoder("beam", VOCAB, SearchOptions(beam=10), lm=arpa)
 
     def evaluate(a: float, b: float) -> tuple[int, int]:
         dec.set_weights(a, b)
-        errors = sum(h != r for h, r in zip((dec(e) for e in ems), sentences))
+        errors = sum(h != r for h, r in zip((dec.decode(e).text for e in ems), sentences))
         return errors, 9
 
     bad = evaluate(0.0, 0.0)[0]
@@ -300,7 +301,7 @@ def test_decode_end_to_end_with_a_checkpoint(tmp_path, arpa):
 
     man = load_split(data, "test").manifest
     em = load_emissions(emissions_path(out, "test"), man)
-    assert em.vocab == VOCAB
+    assert em.vocab == VOCAB and em.meta["frame_seconds"] == 0.02  # the conv encoder's 320-sample hop
     assert [len(x) for x in em.log_probs] == [encoder_frames(n) for n in man.sizes]
     assert all(np.allclose(np.exp(x).sum(axis=1), 1.0, atol=1e-4) for x in em.log_probs)
     assert [greedy(x, VOCAB) for x in em.log_probs] == (out / "test.hyp").read_text().splitlines()
@@ -314,7 +315,16 @@ def test_decode_end_to_end_with_a_checkpoint(tmp_path, arpa):
     assert (out2 / "dev.emissions.npz").is_file()
     assert len(json.loads((out2 / "dev.tune.json").read_text())["trials"]) == 4
     out3 = tmp_path / "hyp_lm_again"
-    r = _decode("--data", str(data), "--split", "test", "--out", str(out3), "--emissions", str(out2), *lm_args)
+    r = _decode("--data", str(data), "--split", "test", "--out", str(out3), "--emissions", str(out2), *lm_args,
+                "--ctm")
     assert r.exit_code == 0, r.output
     assert (out3 / "test.hyp").read_text() == (out2 / "test.hyp").read_text()
-    assert len((out3 / "test.hyp").read_text().splitlines()) == 5
+    hyps = (out3 / "test.hyp").read_text().splitlines()
+    assert len(hyps) == 5
+    from s3l.decode.ctm import read_ctm
+
+    ctm = read_ctm(out3 / "test.ctm")
+    assert [w.word for w in ctm] == " ".join(hyps).split()  # one line per hypothesis word, in order
+    for w in ctm:
+        i = man.paths.index(w.utt + ".wav")
+        assert w.duration >= 0.02 and w.start + w.duration <= man.sizes[i] / 16000 + 1e-9

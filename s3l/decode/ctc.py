@@ -1,8 +1,7 @@
-"""CTC decoding of emission matrices: greedy, and beam search with a KenLM model through pyctcdecode.
+"""CTC vocabulary checks, greedy decoding, and the ``beam`` decoder: pyctcdecode's beam search with a KenLM model.
 
 An emission is a ``(T, V)`` array of log-probabilities over the model vocabulary: ``vocab[0] == "<blank>"``, the
-other symbols those of ``dict.ltr.txt`` with ``|`` the word boundary. Both decoders return upper-case words
-separated by single spaces.
+other symbols those of ``dict.ltr.txt`` with ``|`` the word boundary (see :mod:`s3l.decode.decoder`).
 
 LM scores follow pyctcdecode: a word adds ``lm_weight * ln p_LM(word | history) + word_score`` to the CTC log
 score (``alpha`` and ``beta`` there); ``</s>`` is scored at the end of the utterance. These are the "LM weight"
@@ -13,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from s3l.decode.decoder import Hypothesis, SearchOptions
 from s3l.errors import S3LError
 
 BLANK = "<blank>"
@@ -34,17 +33,9 @@ def check_vocab(vocab: Sequence[str], source: str | Path = "model") -> None:
 
 def greedy(emission: np.ndarray, vocab: Sequence[str]) -> str:
     """Best path: argmax per frame, collapse repeats, drop blanks, ``|`` -> space.  ``emission``: (T, V)."""
-    if emission.shape[0] == 0:
-        return ""
-    best = emission.argmax(axis=1)  # (T,)
-    keep = np.ones(len(best), dtype=bool)
-    keep[1:] = best[1:] != best[:-1]
-    symbols = [vocab[i] for i in best[keep] if i != 0]
-    return _words("".join(" " if s == WORD_SEP else s for s in symbols))
+    from s3l.decode.decoder import GreedyDecoder
 
-
-def _words(text: str) -> str:
-    return " ".join(text.upper().split())
+    return GreedyDecoder(vocab).decode(emission).text
 
 
 def pyctcdecode_labels(vocab: Sequence[str]) -> list[str]:
@@ -122,53 +113,64 @@ def _language_model(kenlm_model, unigrams: list[str], alpha: float, beta: float,
     return _BoundaryAwareLM(kenlm_model, unigrams, alpha=alpha, beta=beta, unk_score_offset=unk)
 
 
-@dataclass(frozen=True)
-class BeamOptions:
-    beam: int = 50  # beams kept after each frame
-    lm_weight: float = 2.0  # alpha: weight of the LM log-probability (natural log)
-    word_score: float = -1.0  # beta: added per word
-    beam_prune_logp: float = -10.0  # drop beams this far below the best
-    token_min_logp: float = -5.0  # skip symbols below this log-probability unless they are the frame's argmax
-    unk_score: float = -10.0  # pyctcdecode's unk_score_offset: added (log10 units, before the LM weight) per
-    # word outside the LM's unigrams, and per unfinished word that no unigram starts with
-
-
 class BeamDecoder:
-    """pyctcdecode beam search with a KenLM model (``lm=None``: beam search without LM)."""
+    """pyctcdecode beam search with a KenLM model (``lm=None``: beam search without LM).
+
+    Cost per frame is bounded by ``beam`` x the symbols tried: those above ``token_min_logp`` (and the frame's
+    best), at most ``beam_size_token`` of them; hypotheses more than ``beam_threshold`` below the best are dropped.
+    """
+
+    name = "beam"
 
     def __init__(self, vocab: Sequence[str], lm: str | Path | None, unigrams: Sequence[str] | None,
-                 options: BeamOptions) -> None:
+                 options: SearchOptions) -> None:
         from pyctcdecode import Alphabet, BeamSearchDecoderCTC
 
         from s3l.lm import load_kenlm
 
         check_vocab(vocab)
-        if options.beam < 1:
-            raise S3LError(f"--beam must be at least 1, got {options.beam}")
+        options.check()
         logging.getLogger("pyctcdecode.language_model").addFilter(_SmallVocabFilter())
         self.vocab = list(vocab)
         self.options = options
+        self.lm = None if lm is None else str(lm)
+        self.uses_lm = lm is not None
+        self._weights = (float(options.lm_weight), float(options.word_score))
         alphabet = Alphabet.build_alphabet(pyctcdecode_labels(vocab))
         language_model = None
         if lm is not None:
-            language_model = _language_model(load_kenlm(lm), list(unigrams or []), float(options.lm_weight),
-                                             float(options.word_score), float(options.unk_score))
+            language_model = _language_model(load_kenlm(lm), list(unigrams or []), *self._weights,
+                                             float(options.unk_score))
         self._decoder = BeamSearchDecoderCTC(alphabet, language_model)
 
     def set_weights(self, lm_weight: float, word_score: float) -> None:
-        self._decoder.reset_params(alpha=float(lm_weight), beta=float(word_score))
+        self._weights = (float(lm_weight), float(word_score))
+        self._decoder.reset_params(alpha=self._weights[0], beta=self._weights[1])
 
-    def __call__(self, emission: np.ndarray) -> str:
-        """Best hypothesis for one ``(T, V)`` emission."""
+    def decode(self, emission: np.ndarray) -> Hypothesis:
         if emission.shape[0] == 0:
-            return ""
-        text = self._decoder.decode(
-            np.ascontiguousarray(emission, dtype=np.float32),
-            beam_width=self.options.beam,
-            beam_prune_logp=self.options.beam_prune_logp,
-            token_min_logp=self.options.token_min_logp,
-        )
-        return _words(text)
+            return Hypothesis((), ())
+        o = self.options
+        logits = np.ascontiguousarray(emission, dtype=np.float32)
+        if o.beam_size_token is not None and o.beam_size_token < logits.shape[1]:
+            # Symbols outside each frame's best beam_size_token fall below token_min_logp (pyctcdecode clips
+            # log-probabilities at ln 1e-15 = -34.5, so they are never tried).
+            logits = logits.copy()
+            worst = np.argpartition(-logits, o.beam_size_token, axis=1)[:, o.beam_size_token:]
+            np.put_along_axis(logits, worst, -1e4, axis=1)
+        beams = self._decoder.decode_beams(logits, beam_width=o.beam, beam_prune_logp=-float(o.beam_threshold),
+                                           token_min_logp=float(o.token_min_logp), prune_history=True)
+        # text_frames: (word, (first frame, last frame + 1)) per word of the best beam
+        frames = beams[0][2]
+        return Hypothesis(tuple(w.upper() for w, _ in frames), tuple((a, b - 1) for _, (a, b) in frames))
+
+    def describe(self) -> dict:
+        o = self.options
+        lm = self.lm is not None
+        return {"lm": self.lm, "lm_weight": self._weights[0] if lm else None,
+                "word_score": self._weights[1] if lm else None, "lm_log": "ln" if lm else None,
+                "beam": o.beam, "beam_threshold": o.beam_threshold, "beam_size_token": o.beam_size_token,
+                "token_min_logp": o.token_min_logp, "unk_score": o.unk_score if lm else None}
 
     def close(self) -> None:
         self._decoder.cleanup()

@@ -7,7 +7,9 @@ back by ``s3l decode --emissions HYPDIR``: an uncompressed numpy archive with
 ``offsets``      (N + 1,) int64: utterance i is ``log_probs[offsets[i]:offsets[i + 1]]``
 ``num_samples``  (N,) int64: the tsv's sample counts (checked against the manifest on load)
 ``vocab``        (V,) str: the model vocabulary, ``vocab[0] == "<blank>"``
-``meta``         () str: JSON with ``format_version``, ``split``, ``checkpoint``, ``forward_seconds``, ``device``
+``meta``         () str: JSON with ``format_version``, ``split``, ``checkpoint``, ``forward_seconds``, ``device``,
+                 ``frame_seconds`` (seconds per emission frame, from the model's conv strides; files written before it
+                 was recorded are read as 20 ms when every utterance has the feature encoder's frame count)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from s3l.audio import ENCODER_HOP, MIN_SAMPLES, SAMPLE_RATE
 from s3l.errors import S3LError
 from s3l.fileio import atomic_open
 from s3l.manifest import Manifest
@@ -84,3 +87,15 @@ def load_emissions(path: str | Path, manifest: Manifest | None = None) -> Emissi
                                f"{manifest.line_of(i)} says {b}; the emissions were made for another split")
     log_probs = [stacked[offsets[i] : offsets[i + 1]] for i in range(len(sizes))]
     return Emissions(log_probs=log_probs, vocab=vocab, num_samples=sizes, meta=meta)
+
+
+def frame_seconds(em: Emissions, source: str | Path) -> float:
+    """Seconds per frame of ``em``: its ``frame_seconds`` metadata, else the wav2vec 2.0 / HuBERT feature
+    encoder's 20 ms if every utterance has that encoder's frame count for its length."""
+    if "frame_seconds" in em.meta:
+        return float(em.meta["frame_seconds"])
+    standard = [0 if n < MIN_SAMPLES else 1 + (n - MIN_SAMPLES) // ENCODER_HOP for n in em.num_samples]
+    if [len(x) for x in em.log_probs] == standard:
+        return ENCODER_HOP / SAMPLE_RATE
+    raise S3LError(f"{source}: the emissions do not record their frame length and their frame counts are not "
+                   "the 20 ms feature encoder's; word timings need it (save the emissions again)")

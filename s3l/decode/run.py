@@ -4,14 +4,19 @@ Outputs in HYPDIR (rank 0 writes; utterances sharded over ``--nproc`` processes 
 
 ``{split}.hyp``             one upper-case hypothesis per utterance, in tsv order
 ``{split}.ref``             the split's ``.wrd`` (when it exists), for ``s3l score``
-``{split}.json``            summary: WER/CER and S/D/I (when references exist), real-time factors, settings
-``{tune_split}.tune.json``  with ``--tune``: every trial's LM weight, word score and WER, and the best pair
+``{split}.json``            summary (version 2): WER/CER and S/D/I (when references exist), real-time factors, the
+                            decoder and every setting it used (:meth:`Decoder.describe`)
+``{split}.ctm``             with ``--ctm``: word timings, see :mod:`s3l.decode.ctm`
+``{tune_split}.tune.json``  with ``--tune``: every trial's LM weight, word score and WER, the best pair, the decoder
 ``{split}.emissions.npz``   with ``--save-emissions`` (also for the tune split); see :mod:`s3l.decode.emissions`
+
+The decoder comes from :func:`s3l.decode.decoder.make_decoder`; this module only calls its interface.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +25,17 @@ import numpy as np
 
 from s3l import distributed
 from s3l.audio import SAMPLE_RATE
-from s3l.decode.ctc import BeamDecoder, BeamOptions, check_vocab, greedy, lm_unigrams
-from s3l.decode.emissions import Emissions, emissions_path, load_emissions, save_emissions
-from s3l.decode.tune import LM_WEIGHT_RANGE, WORD_SCORE_RANGE, Trial, best, search
+from s3l.decode.ctc import check_vocab
+from s3l.decode.ctm import write_ctm
+from s3l.decode.decoder import Decoder, Hypothesis, SearchOptions, choose, make_decoder
+from s3l.decode.emissions import Emissions, emissions_path, frame_seconds, load_emissions, save_emissions
+from s3l.decode.tune import LM_WEIGHT_RANGE, WORD_SCORE_RANGE, Trial, best, tune_decoder
 from s3l.errors import S3LError
 from s3l.fileio import atomic_write_lines, atomic_write_text, check_overwrite, require_file
 from s3l.manifest import Split, load_split, split_files
 from s3l.progress import progress
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,12 @@ class DecodeConfig:
     checkpoint: Path | None = None  # fine-tuned CTC model (anything s3l.load_model reads)
     emissions: Path | None = None  # directory with {split}.emissions.npz, instead of running the model
     save_emissions: bool = False
-    lm: Path | None = None  # ARPA or KenLM binary; without it: greedy decoding
-    unigrams: Path | None = None  # word list for a binary LM without an ARPA beside it
-    beam: BeamOptions = BeamOptions()
+    decoder: str | None = None  # greedy, beam or lexicon; None: lexicon with an LM, greedy without
+    lm: Path | None = None  # ARPA or KenLM binary
+    unigrams: Path | None = None  # word list: the words of a binary LM without an ARPA beside it
+    lexicon: Path | None = None  # wav2letter lexicon for the lexicon decoder (default: the LM's words, spelled)
+    search: SearchOptions = SearchOptions()
+    ctm: bool = False  # also write {split}.ctm (word timings)
     tune: bool = False
     tune_split: str = "dev"
     tune_trials: int = 64
@@ -69,10 +79,10 @@ def _check(cfg: DecodeConfig) -> None:
         raise S3LError("--save-emissions writes what the model produces; it cannot be combined with --emissions")
     if cfg.tune and cfg.lm is None:
         raise S3LError("--tune searches the LM weight and word score; it needs --lm")
-    if cfg.lm is not None:
-        require_file(cfg.lm, "language model")
-    if cfg.beam.beam < 1:
-        raise S3LError(f"--beam must be at least 1, got {cfg.beam.beam}")
+    for path, what in ((cfg.lm, "language model"), (cfg.lexicon, "lexicon"), (cfg.unigrams, "unigram list")):
+        if path is not None:
+            require_file(path, what)
+    choose(cfg.decoder, cfg.search, cfg.lm, cfg.lexicon)
     if cfg.tune_trials < 1:
         raise S3LError(f"--tune-trials must be at least 1, got {cfg.tune_trials}")
     for name, (lo, hi) in (("LM weight", cfg.lm_weight_range), ("word score", cfg.word_score_range)):
@@ -86,6 +96,8 @@ def _outputs(cfg: DecodeConfig, has_ref: bool) -> list[Path]:
     paths = [cfg.out / f"{cfg.split}.hyp", cfg.out / f"{cfg.split}.json"]
     if has_ref:
         paths.append(cfg.out / f"{cfg.split}.ref")
+    if cfg.ctm:
+        paths.append(cfg.out / f"{cfg.split}.ctm")
     if cfg.tune:
         paths.append(cfg.out / f"{cfg.tune_split}.tune.json")
     if cfg.save_emissions:
@@ -101,6 +113,14 @@ def _check_refs(data: Path, name: str, split: Split) -> None:
             raise S3LError(f"{split_files(data, name)['wrd']}:{lineno}: empty transcript (WER is undefined for it)")
 
 
+def _check_utt_ids(split: Split) -> None:
+    """CTM fields are separated by whitespace, so an utterance id (tsv path without extension) must have none."""
+    for i in range(len(split.manifest)):
+        if len(split.manifest.utt_id(i).split()) != 1:
+            raise S3LError(f"{split.manifest.source}:{split.manifest.line_of(i)}: --ctm needs audio paths without "
+                           "spaces (the utterance id is the path without its extension)")
+
+
 def _decode(cfg: DecodeConfig, info: distributed.DistInfo) -> dict:
     has_ref = split_files(cfg.data, cfg.split)["wrd"].is_file()
     main = load_split(cfg.data, cfg.split, ("wrd",) if has_ref else ())
@@ -108,93 +128,86 @@ def _decode(cfg: DecodeConfig, info: distributed.DistInfo) -> dict:
     _check_refs(cfg.data, cfg.split, main)
     if tune_data is not None:
         _check_refs(cfg.data, cfg.tune_split, tune_data)
+    if cfg.ctm:
+        _check_utt_ids(main)
     check_overwrite(_outputs(cfg, has_ref), cfg.force)
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     source = _Source(cfg, info)
     em = source.emissions(main, cfg.split)
     check_vocab(em.vocab, cfg.checkpoint or emissions_path(cfg.emissions, cfg.split))  # type: ignore[arg-type]
-
-    lm_weight, word_score = cfg.beam.lm_weight, cfg.beam.word_score
-    decoder = None
-    tune_report = None
-    tune_seconds = 0.0
-    if cfg.lm is not None:
-        decoder = BeamDecoder(em.vocab, cfg.lm, lm_unigrams(cfg.lm, cfg.unigrams), cfg.beam)
-    if cfg.tune:
-        assert tune_data is not None and decoder is not None
-        tune_em = em if cfg.tune_split == cfg.split else source.emissions(tune_data, cfg.tune_split)
-        if tune_em.vocab != em.vocab:
-            raise S3LError(f"the {cfg.tune_split} and {cfg.split} emissions have different vocabularies")
+    decoder = make_decoder(cfg.decoder, em.vocab, cfg.search, cfg.lm, cfg.unigrams, cfg.lexicon)
+    try:
+        tune_report, tune_seconds = None, 0.0
+        if cfg.tune:
+            assert tune_data is not None
+            tune_em = em if cfg.tune_split == cfg.split else source.emissions(tune_data, cfg.tune_split)
+            if tune_em.vocab != em.vocab:
+                raise S3LError(f"the {cfg.tune_split} and {cfg.split} emissions have different vocabularies")
+            start = time.perf_counter()
+            trials = _tune(cfg, info, decoder, tune_em, tune_data)
+            tune_seconds = time.perf_counter() - start
+            chosen = best(trials)
+            decoder.set_weights(chosen.lm_weight, chosen.word_score)
+            tune_report = {"split": cfg.tune_split, "trials": [t.to_dict() for t in trials], "best": chosen.to_dict(),
+                           "lm_weight_range": list(cfg.lm_weight_range),
+                           "word_score_range": list(cfg.word_score_range), "decoder": decoder.name,
+                           **decoder.describe(), "seconds": tune_seconds}
         start = time.perf_counter()
-        trials = _tune(cfg, info, decoder, tune_em, tune_data)
-        tune_seconds = time.perf_counter() - start
-        chosen = best(trials)
-        lm_weight, word_score = chosen.lm_weight, chosen.word_score
-        tune_report = {"split": cfg.tune_split, "trials": [t.to_dict() for t in trials], "best": chosen.to_dict(),
-                       "lm_weight_range": list(cfg.lm_weight_range), "word_score_range": list(cfg.word_score_range),
-                       "beam": cfg.beam.beam, "lm": str(cfg.lm), "seconds": tune_seconds}
-    if decoder is not None:
-        decoder.set_weights(lm_weight, word_score)
-
-    start = time.perf_counter()
-    hyps = _run_search(em, decoder, f"decode {cfg.split}", info.is_main)
-    search_seconds = time.perf_counter() - start
+        hyps = _run_search(em, decoder, f"decode {cfg.split}", info.is_main)
+        search_seconds = time.perf_counter() - start
+        settings = {"decoder": decoder.name, **decoder.describe()}
+    finally:
+        decoder.close()
     gathered = distributed.gather_objects({"shard": list(source.shards[cfg.split]), "hyps": hyps,
                                            "search_seconds": search_seconds})
     if not info.is_main:
         distributed.barrier()
         return {}
-    all_hyps: list[str] = [""] * len(main.manifest)
+    all_hyps: list[Hypothesis] = [Hypothesis((), ())] * len(main.manifest)
     for part in gathered:
         for i, h in zip(part["shard"], part["hyps"]):
             all_hyps[i] = h
     refs = main.labels.get("wrd")
-    summary = _summary(cfg, info, main, refs, all_hyps, source, lm_weight, word_score,
+    summary = _summary(cfg, info, main, refs, [h.text for h in all_hyps], source, settings,
                        max(p["search_seconds"] for p in gathered), tune_seconds, tune_report)
-    atomic_write_lines(cfg.out / f"{cfg.split}.hyp", all_hyps)
+    atomic_write_lines(cfg.out / f"{cfg.split}.hyp", [h.text for h in all_hyps])
     if refs is not None:
         atomic_write_lines(cfg.out / f"{cfg.split}.ref", refs)
+    if cfg.ctm:
+        write_ctm(cfg.out / f"{cfg.split}.ctm", ((main.manifest.utt_id(i), h) for i, h in enumerate(all_hyps)),
+                  summary["frame_seconds"])
     if tune_report is not None:
         atomic_write_text(cfg.out / f"{cfg.tune_split}.tune.json", json.dumps(tune_report, indent=2) + "\n")
     atomic_write_text(cfg.out / f"{cfg.split}.json", json.dumps(summary, indent=2) + "\n")
-    _print(summary, tune_report)
+    _print(summary, settings, tune_report)
     distributed.barrier()
     return summary
 
 
-def _run_search(em: Emissions, decoder: BeamDecoder | None, title: str, show: bool) -> list[str]:
+def _run_search(em: Emissions, decoder: Decoder, title: str, show: bool) -> list[Hypothesis]:
     out = []
     with progress(disable=not show) as bar:
         task = bar.add_task(title, total=len(em))
         for x in em.log_probs:
-            out.append(greedy(x, em.vocab) if decoder is None else decoder(x))
+            out.append(decoder.decode(x))
             bar.advance(task)
     return out
 
 
-def _tune(cfg: DecodeConfig, info: distributed.DistInfo, decoder: BeamDecoder, em: Emissions,
+def _tune(cfg: DecodeConfig, info: distributed.DistInfo, decoder: Decoder, em: Emissions,
           split: Split) -> list[Trial]:
     """Every process decodes its shard of the tune split for each trial; error counts are summed over all."""
-    from s3l.score import score
-
     refs = [split.labels["wrd"][i] for i in distributed.shard(len(split.manifest), info.rank, info.world_size)]
+
+    def total(errors: int, words: int) -> tuple[int, int]:
+        summed = distributed.all_reduce_sum([float(errors), float(words)])
+        return int(round(summed[0])), int(round(summed[1]))
 
     with progress(disable=not info.is_main) as bar:
         task = bar.add_task(f"tune on {cfg.tune_split}", total=cfg.tune_trials)
-
-        def evaluate(lm_weight: float, word_score: float) -> tuple[int, int]:
-            decoder.set_weights(lm_weight, word_score)
-            hyps = [decoder(x) for x in em.log_probs]
-            errors, words = 0, 0
-            if refs:
-                r = score(refs, hyps, top=0)
-                errors, words = r.substitutions + r.deletions + r.insertions, r.ref_words
-            total = distributed.all_reduce_sum([float(errors), float(words)])
-            bar.advance(task)
-            return int(round(total[0])), int(round(total[1]))
-
-        trials = search(evaluate, cfg.tune_trials, cfg.lm_weight_range, cfg.word_score_range)
+        trials = tune_decoder(decoder, em.log_probs, refs, cfg.tune_trials, cfg.lm_weight_range,
+                              cfg.word_score_range, total=total, on_trial=lambda _: bar.advance(task))
         bar.update(task, total=len(trials), completed=len(trials))
     return trials
 
@@ -207,6 +220,7 @@ class _Source:
         self.model = None
         self.shards: dict[str, range] = {}
         self.forward_seconds: dict[str, float] = {}
+        self.frame_seconds: dict[str, float] = {}  # seconds per emission frame (for --ctm)
         self.recorded = cfg.emissions is not None  # forward time comes from the emissions file
 
     def emissions(self, split: Split, name: str) -> Emissions:
@@ -214,10 +228,14 @@ class _Source:
         shard = distributed.shard(n, self.info.rank, self.info.world_size)
         self.shards[name] = shard
         if self.cfg.emissions is not None:
-            em = load_emissions(emissions_path(self.cfg.emissions, name), split.manifest)
+            path = emissions_path(self.cfg.emissions, name)
+            em = load_emissions(path, split.manifest)
             self.forward_seconds[name] = float(em.meta.get("forward_seconds", float("nan")))
+            if self.cfg.ctm:  # from the whole file, so every process agrees
+                self.frame_seconds[name] = frame_seconds(em, path)
             return em.subset(shard)
-        self._load_model()  # not part of the forward time
+        model = self._load_model()  # not part of the forward time
+        self.frame_seconds[name] = math.prod(model.config.conv_strides) / SAMPLE_RATE
         start = time.perf_counter()
         em = self._forward(split, list(shard), name)
         seconds = max(distributed.gather_objects(time.perf_counter() - start))
@@ -230,7 +248,8 @@ class _Source:
                     for i, lp in zip(idx, lps):
                         full[i] = lp
                 meta = {"split": name, "checkpoint": str(self.cfg.checkpoint), "forward_seconds": seconds,
-                        "device": self.info.device, "nproc": self.info.world_size}
+                        "device": self.info.device, "nproc": self.info.world_size,
+                        "frame_seconds": self.frame_seconds[name]}
                 save_emissions(emissions_path(self.cfg.out, name),
                                Emissions(full, em.vocab, list(split.manifest.sizes), meta))
         return em
@@ -281,7 +300,7 @@ class _Source:
 
 
 def _summary(cfg: DecodeConfig, info: distributed.DistInfo, split: Split, refs: list[str] | None, hyps: list[str],
-             source: _Source, lm_weight: float, word_score: float, search_seconds: float, tune_seconds: float,
+             source: _Source, settings: dict, search_seconds: float, tune_seconds: float,
              tune_report: dict | None) -> dict:
     from s3l.score import score
 
@@ -292,18 +311,13 @@ def _summary(cfg: DecodeConfig, info: distributed.DistInfo, split: Split, refs: 
     if refs is not None:
         r = score(refs, hyps, top=10)
         summary.update({k: v for k, v in r.to_dict().items() if k not in ("utterances", "version")})
+    summary.update(settings)
     summary.update({
-        "decoder": "beam search + LM" if cfg.lm is not None else "greedy",
-        "lm": str(cfg.lm) if cfg.lm is not None else None,
-        "lm_weight": lm_weight if cfg.lm is not None else None,
-        "word_score": word_score if cfg.lm is not None else None,
-        "beam": cfg.beam.beam if cfg.lm is not None else None,
-        "beam_prune_logp": cfg.beam.beam_prune_logp if cfg.lm is not None else None,
-        "token_min_logp": cfg.beam.token_min_logp if cfg.lm is not None else None,
-        "unk_score": cfg.beam.unk_score if cfg.lm is not None else None,
         "tuned_on": cfg.tune_split if tune_report is not None else None,
         "checkpoint": str(cfg.checkpoint) if cfg.checkpoint is not None else None,
         "emissions": str(emissions_path(cfg.emissions, cfg.split)) if cfg.emissions is not None else None,
+        "frame_seconds": source.frame_seconds.get(cfg.split),
+        "ctm": str(cfg.out / f"{cfg.split}.ctm") if cfg.ctm else None,
         "nproc": info.world_size,
         "device": info.device if cfg.checkpoint is not None else None,
         "forward_seconds": forward,
@@ -316,7 +330,7 @@ def _summary(cfg: DecodeConfig, info: distributed.DistInfo, split: Split, refs: 
     return summary
 
 
-def _print(summary: dict, tune_report: dict | None) -> None:
+def _print(summary: dict, settings: dict, tune_report: dict | None) -> None:
     from rich.table import Table
 
     from s3l.cli.common import console
@@ -337,6 +351,6 @@ def _print(summary: dict, tune_report: dict | None) -> None:
     console.print(t)
     if summary["forward_seconds_recorded"]:
         console.print("* forward time measured when the emissions were saved")
-    if summary["lm"] is not None:
-        console.print(f"LM {summary['lm']}: weight {summary['lm_weight']:g}, word score {summary['word_score']:g}, "
-                      f"beam {summary['beam']}; {summary['nproc']} process(es)")
+    shown = [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
+             if v is not None and k != "decoder"]
+    console.print(f"{settings['decoder']}: {', '.join(shown) or 'no settings'}; {summary['nproc']} process(es)")

@@ -5,15 +5,20 @@ score in [-5, 5]). Dev WER is piecewise constant in the two weights with broad p
 search does as well at a fraction of the cost: a coarse grid over the whole box (about half the trials), then a
 pattern search around the best point (its 8 neighbours at half the grid spacing; move on improvement, halve
 the step otherwise) until the trial budget is spent or the step is negligible. Every trial decodes the same
-stored dev emissions, so the acoustic model runs once.
+stored dev emissions, so the acoustic model runs once. Any decoder with an LM tunes the same way
+(:func:`tune_decoder` only calls its ``set_weights`` and ``decode``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from s3l.decode.decoder import Decoder
 
 LM_WEIGHT_RANGE = (0.0, 5.0)
 WORD_SCORE_RANGE = (-5.0, 5.0)
@@ -84,6 +89,27 @@ def search(evaluate: Evaluate, trials: int, lm_range: tuple[float, float] = LM_W
         if center is base:
             step_a, step_b = step_a / 2, step_b / 2
     return order
+
+
+def tune_decoder(decoder: Decoder, emissions: Sequence[np.ndarray], refs: Sequence[str], trials: int,
+                 lm_range: tuple[float, float] = LM_WEIGHT_RANGE, ws_range: tuple[float, float] = WORD_SCORE_RANGE,
+                 total: Callable[[int, int], tuple[int, int]] | None = None,
+                 on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+    """:func:`search` over ``decoder``'s LM weight and word score, scoring its hypotheses for ``emissions`` against
+    ``refs`` (one transcript each). ``total`` turns this process's (errors, words) into the sum over all processes
+    (each holds a shard). The decoder is left with the last trial's weights."""
+    from s3l.score import score
+
+    def evaluate(lm_weight: float, word_score: float) -> tuple[int, int]:
+        decoder.set_weights(lm_weight, word_score)
+        hyps = [decoder.decode(x).text for x in emissions]
+        errors, words = 0, 0
+        if refs:
+            r = score(list(refs), hyps, top=0)
+            errors, words = r.substitutions + r.deletions + r.insertions, r.ref_words
+        return total(errors, words) if total is not None else (errors, words)
+
+    return search(evaluate, trials, lm_range, ws_range, on_trial)
 
 
 def best(trials: list[Trial]) -> Trial:
