@@ -138,6 +138,13 @@ def test_identity_projection_and_normalisation(tmp_path: Path) -> None:
     assert back.backbone.post_extract_proj is None and back.config.normalize_waveform
 
 
+def test_log_mel_models_are_not_exported(tmp_path: Path) -> None:
+    model = S3LWav2Vec2(SMALL.replace(front_end="log_mel", mel_bins=24))
+    with pytest.raises(S3LError, match="log_mel front end; Hugging Face"):
+        export_hf(model, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
 def test_existing_files_are_not_overwritten(tmp_path: Path) -> None:
     model = S3LWav2Vec2(SMALL)
     export_hf(model, tmp_path)

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from s3l.errors import S3LError
 from s3l.models import encoder_frames, preset
 from s3l.models.backbone import Backbone
-from s3l.models.feature_encoder import FeatureEncoder, normalize_waveform
+from s3l.models.feature_encoder import FeatureEncoder, LogMelFrontEnd, normalize_waveform
 from s3l.models.transformer import PositionalConv, SelfAttention, TransformerEncoder
 
 
@@ -17,7 +18,7 @@ def _micro(**kw):
     return preset("tiny").replace(**base)
 
 
-@pytest.mark.parametrize("n", [399, 400, 401, 719, 720, 16000, 16001, 35555])
+@pytest.mark.parametrize("n", [399, 400, 401, 719, 720, 16000, 16401, 35555])
 def test_encoder_frames_matches_the_convolutions(n):
     fe = FeatureEncoder(8)
     with torch.no_grad():
@@ -29,11 +30,12 @@ def test_encoder_frames_matches_the_convolutions(n):
     assert encoder_frames(n) == (0 if n < 400 else (n - 400) // 320 + 1)
 
 
-@pytest.mark.parametrize("mode", ["group_norm", "layer_norm"])
+@pytest.mark.parametrize("mode", ["group_norm", "layer_norm", "log_mel"])
 def test_padded_batch_equals_unpadded_utterances(mode):
     torch.manual_seed(0)
-    extra = {} if mode == "group_norm" else dict(extractor_mode="layer_norm", conv_bias=True,
-                                                 normalize_waveform=True, layer_norm_first=True)
+    extra = {"group_norm": {}, "log_mel": dict(front_end="log_mel", mel_bins=40),
+             "layer_norm": dict(extractor_mode="layer_norm", conv_bias=True, normalize_waveform=True,
+                                layer_norm_first=True)}[mode]
     bb = Backbone(_micro(**extra)).eval()
     lengths = [16000, 11000, 6321]
     wave = torch.zeros(3, 16000)
@@ -48,6 +50,37 @@ def test_padded_batch_equals_unpadded_utterances(mode):
             assert T == encoder_frames(n)
             for a, b in zip(alone, batch):
                 assert (a[0] - b[i, :T]).abs().max() < 1e-5
+
+
+def test_log_mel_front_end_equals_torchaudio_and_frames_like_the_conv_stack():
+    import torchaudio
+
+    torch.manual_seed(0)
+    fe = LogMelFrontEnd(80)
+    wave = 0.1 * torch.randn(2, 16401)
+    feats, frames = fe(wave, torch.tensor([16401, 9000]))
+    mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=320, n_mels=80, center=False)
+    ref = torch.log(mel(wave) + 1e-6)
+    assert feats.shape == ref.shape == (2, 80, encoder_frames(16401))
+    assert frames.tolist() == [encoder_frames(16401), encoder_frames(9000)] == [51, 27]
+    assert torch.allclose(feats[0], ref[0], atol=1e-5) and torch.allclose(feats[1, :, :27], ref[1, :, :27], atol=1e-5)
+    assert float(feats[1, :, 27:].abs().max()) == 0.0  # frames past the length are zero
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # computed in fp32 whatever the autocast
+        assert fe(wave)[0].dtype == torch.float32
+    with torch.device("meta"):  # load_model builds on meta: the window and filters must still be real
+        assert not LogMelFrontEnd(80).fbanks.is_meta
+
+
+def test_log_mel_backbone_has_no_front_end_weights_or_penalty():
+    cfg = _micro(front_end="log_mel", mel_bins=40)
+    bb = Backbone(cfg)
+    assert not any(k.startswith("feature_extractor.") for k in bb.state_dict())  # checkpoints hold weights only
+    assert bb.layer_norm.normalized_shape == (40,) and bb.post_extract_proj.in_features == 40
+    assert float(bb(torch.randn(1, 8000)).features_pen) == 0.0
+    with pytest.raises(S3LError, match="conv_kernels and conv_strides cannot change"):
+        _micro(front_end="log_mel", conv_strides=(5, 2, 2, 2, 2, 2, 4))
+    with pytest.raises(S3LError, match="front_end must be one of"):
+        _micro(front_end="mfcc")
 
 
 def test_normalize_waveform_ignores_padding():

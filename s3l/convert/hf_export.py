@@ -77,9 +77,12 @@ def export_hf(model: nn.Module, out_dir: str | Path, force: bool = False) -> lis
     kind = getattr(model, "kind", None)
     if kind not in _HEADS:
         raise TypeError(f"cannot export a {type(model).__name__}: not an s3l model")
+    cfg = model.config
+    if cfg.front_end != "conv":
+        raise S3LError(f"this model has a {cfg.front_end} front end; Hugging Face wav2vec 2.0 / HuBERT models have "
+                       "the convolutional waveform encoder only (keep it as an s3l checkpoint)")
     files = hf_files(out_dir, model)
     check_overwrite(files, force)
-    cfg = model.config
     hf_type = "hubert" if cfg.objective == "hubert" else "wav2vec2"
     arch = {"wav2vec2": "Wav2Vec2ForPreTraining", "hubert": "HubertModel",
             "ctc": "HubertForCTC" if hf_type == "hubert" else "Wav2Vec2ForCTC"}[kind]

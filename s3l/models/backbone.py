@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from s3l.models.config import ModelConfig
-from s3l.models.feature_encoder import FeatureEncoder, GradMultiply, length_mask, normalize_waveform
+from s3l.models.feature_encoder import FeatureEncoder, GradMultiply, LogMelFrontEnd, length_mask, normalize_waveform
 from s3l.models.masking import compute_mask_indices
 from s3l.models.transformer import TransformerEncoder
 
@@ -42,11 +42,13 @@ class Backbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.encoder_embed_dim
-        self.feature_extractor = FeatureEncoder(
-            cfg.conv_dim, cfg.conv_kernels, cfg.conv_strides, cfg.extractor_mode, cfg.conv_bias
+        C = cfg.feature_dim
+        self.feature_extractor: FeatureEncoder | LogMelFrontEnd = (
+            FeatureEncoder(cfg.conv_dim, cfg.conv_kernels, cfg.conv_strides, cfg.extractor_mode, cfg.conv_bias)
+            if cfg.front_end == "conv" else LogMelFrontEnd(cfg.mel_bins)
         )
-        self.layer_norm = nn.LayerNorm(cfg.conv_dim)
-        self.post_extract_proj = nn.Linear(cfg.conv_dim, D) if cfg.conv_dim != D else None
+        self.layer_norm = nn.LayerNorm(C)
+        self.post_extract_proj = nn.Linear(C, D) if C != D else None
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         self.mask_emb = nn.Parameter(torch.empty(D).uniform_())
         self.encoder = TransformerEncoder(
@@ -105,8 +107,11 @@ class Backbone(nn.Module):
         """(B, C, T) conv features -> transformer output; ``mask`` applies time (and channel) masking."""
         B, C, T = feats.shape
         valid = length_mask(frame_lengths, T)  # (B, T)
-        v = valid.unsqueeze(1).to(torch.float32)
-        features_pen = (feats.float().pow(2) * v).sum() / (v.sum() * C).clamp(min=1.0)
+        if self.cfg.front_end == "conv":
+            v = valid.unsqueeze(1).to(torch.float32)
+            features_pen = (feats.float().pow(2) * v).sum() / (v.sum() * C).clamp(min=1.0)
+        else:  # the L2 penalty keeps a trained encoder's output small; log-mel features have no weights
+            features_pen = feats.new_zeros((), dtype=torch.float32)
 
         features = self.layer_norm(feats.transpose(1, 2))  # (B, T, C)
         x = self.post_extract_proj(features) if self.post_extract_proj is not None else features

@@ -1,4 +1,9 @@
-"""Convolutional feature encoder (wav2vec 2.0 §2): raw 16 kHz waveform -> 50 Hz latent features.
+"""Front ends: raw 16 kHz waveform -> 50 Hz features (B, C, T) and their valid lengths.
+
+:class:`FeatureEncoder` is the convolutional feature encoder of wav2vec 2.0 §2 and HuBERT (every paper preset).
+:class:`LogMelFrontEnd` is the alternative of the CPU ``tiny`` preset: log-mel filterbanks, no weights (as
+MelHuBERT, arXiv 2211.09944 §3), framed exactly like the conv stack (400-sample window, 320-sample hop), so every
+frame count, label rate and frame time stays the same.
 
 Seven blocks of Conv1d (no padding) -> normalisation -> GELU. ``group_norm`` mode (BASE) normalises each channel
 over time in the first block only; ``layer_norm`` mode (LARGE) normalises over channels in every block.
@@ -14,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s3l.audio import SAMPLE_RATE
 from s3l.models.config import CONV_KERNELS, CONV_STRIDES
 
 
@@ -131,6 +137,45 @@ class FeatureEncoder(nn.Module):
         if n is None:
             n = torch.full((x.size(0),), x.size(2), dtype=torch.long, device=x.device)
         return x, n
+
+
+MEL_WINDOW = 400  # samples (25 ms): the conv stack's receptive field
+MEL_HOP = 320  # samples (20 ms): its total stride
+MEL_FLOOR = 1e-6  # added to the power before the log
+
+
+class LogMelFrontEnd(nn.Module):
+    """Waveform (B, S) -> log-mel power (B, n_mels, T), T = encoder_frames(S); frames past a length are zero.
+
+    Hann window of 400 samples, one frame every 320 (no centring, so frame t covers samples [320 t, 320 t + 400),
+    as the conv stack's frame t does), |rFFT|^2, HTK mel filters from 0 to 8 kHz, log(x + 1e-6). Computed in fp32
+    under autocast. The window and filters are non-persistent buffers: checkpoints hold weights only, the config
+    describes the front end.
+    """
+
+    def __init__(self, n_mels: int) -> None:
+        super().__init__()
+        from torchaudio.functional import melscale_fbanks
+
+        with torch.device("cpu"):  # real tensors even when the model is built on the meta device (load_model)
+            window = torch.hann_window(MEL_WINDOW)
+            fbanks = melscale_fbanks(MEL_WINDOW // 2 + 1, 0.0, SAMPLE_RATE / 2, n_mels, SAMPLE_RATE)
+        self.register_buffer("window", window, persistent=False)
+        self.register_buffer("fbanks", fbanks, persistent=False)  # (freqs, n_mels)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_lengths(lengths, (MEL_WINDOW,), (MEL_HOP,))
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) float -> ((B, n_mels, T) log-mel features, (B,) valid frame counts)."""
+        with torch.autocast(wave.device.type, enabled=False):
+            frames = wave.float().unfold(1, MEL_WINDOW, MEL_HOP) * self.window  # (B, T, 400)
+            power = torch.fft.rfft(frames, dim=-1).abs().pow(2)  # (B, T, 201)
+            x = torch.log(power @ self.fbanks + MEL_FLOOR).transpose(1, 2)  # (B, n_mels, T)
+        if lengths is None:
+            return x, torch.full((x.size(0),), x.size(2), dtype=torch.long, device=x.device)
+        n = self.output_lengths(lengths)
+        return x * length_mask(n, x.size(2)).unsqueeze(1).to(x.dtype), n
 
 
 def normalize_waveform(wave: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

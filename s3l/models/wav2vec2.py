@@ -79,7 +79,7 @@ class Wav2Vec2Model(nn.Module):
         self.backbone = Backbone(cfg)
         self.dropout_features = nn.Dropout(cfg.dropout_features)
         self.quantizer = GumbelVectorQuantizer(
-            cfg.conv_dim, cfg.latent_vars, cfg.latent_groups, cfg.vq_dim, cfg.latent_temp
+            cfg.feature_dim, cfg.latent_vars, cfg.latent_groups, cfg.vq_dim, cfg.latent_temp
         )
         self.project_q = nn.Linear(cfg.vq_dim, cfg.final_dim)
         self.final_proj = nn.Linear(cfg.encoder_embed_dim, cfg.final_dim)
