@@ -307,7 +307,7 @@ def test_librispeech_recipe(corpora: dict[str, Path], tmp_path: Path) -> None:
             ft = json.loads((exp / "ft" / f"{m}-{p}" / "config.json").read_text())
             assert ft["finetune"]["ft_preset"] == p and ft["finetune"]["train_split"] == f"train-{p}"
             lm = json.loads((exp / "decode" / f"{m}-{p}" / "test-clean" / "lm" / "test-clean.json").read_text())
-            assert lm["tuned_on"] == "dev-clean" and lm["decoder"] == "beam search + LM"
+            assert lm["tuned_on"] == "dev-clean" and lm["decoder"] == "lexicon"  # the default with --lm
     # a rerun finds every stage done
     again = bash(RECIPES / "librispeech" / "run.sh", "--exp", str(exp), "--data", str(data), cwd=tmp_path)
     assert again.stderr.count("done before, skipped") == 10
