@@ -15,6 +15,7 @@ from test_decode import C_OR_H, LM_TEXT, VOCAB, _corpus, _decode, _save_fake_emi
 from typer.testing import CliRunner
 
 from s3l.cli import app
+from s3l.decode.ctc import align
 from s3l.decode.ctm import ctm_lines, read_ctm
 from s3l.decode.decoder import Hypothesis, SearchOptions, make_decoder, path_hypothesis
 from s3l.decode.emissions import Emissions, emissions_path, frame_seconds, save_emissions
@@ -54,8 +55,9 @@ def test_lexicon_from_unigrams_never_outputs_a_word_outside_it(arpa: Path, tmp_p
     # "COG" is spelled clearly (p 0.9 per letter) but is no word of the LM.
     em = emission("THE COG SAT")
     assert make_decoder(None, VOCAB, SearchOptions()).decode(em).text == "THE COG SAT"  # greedy
-    beam = make_decoder("beam", VOCAB, SearchOptions(beam=20, word_score=0.0), lm=arpa)
-    assert beam.decode(em).text == "THE COG SAT"  # pyctcdecode glues the letters into an unknown word
+    # pyctcdecode glues the letters it tries into an unknown word (here only each frame's best)
+    beam = make_decoder("beam", VOCAB, SearchOptions(beam=20, word_score=0.0, beam_size_token=1), lm=arpa)
+    assert beam.decode(em).text == "THE COG SAT"
     lex = lexicon_decoder(arpa)
     words = lex.decode(em).words
     assert "COG" not in words and set(words) <= LM_WORDS and len(words) == 3
@@ -163,6 +165,12 @@ def test_every_decoder_reports_the_frames_of_the_words_letters(arpa: Path):
     assert path_hypothesis(path, VOCAB) == Hypothesis(("AA", "THE"), ((0, 2), (4, 6)))
     assert path_hypothesis(path[:5], VOCAB) == Hypothesis(("AA", "T"), ((0, 2), (4, 4)))
     assert ctm_lines("u1", want, 0.02) == ["u1 1 0.040 0.100 THE", "u1 1 0.200 0.080 CAT"]
+    # the beam decoder's spans are its hypothesis's best path (Viterbi), whatever the path that spelled it
+    assert align(em, ["THE", "CAT"], VOCAB) == want
+    lead = from_path("| | T H E _ | C A T")  # a leading |, no trailing one
+    assert align(lead, ["THE", "CAT"], VOCAB) == Hypothesis(("THE", "CAT"), ((2, 4), (7, 9)))
+    assert align(from_path("T H E"), ["THE", "CAT"], VOCAB) is None  # too few frames
+    assert align(em, ["THE", "FOX"], VOCAB) is None and align(em, [], VOCAB) == Hypothesis((), ())
 
 
 def _timed_corpus(tmp_path: Path, frame_meta: float | None) -> tuple[Path, Path]:
@@ -256,4 +264,5 @@ def test_beam_size_token_limits_the_symbols_tried(arpa: Path):
         assert narrow.decode(em).text == "THE HAT SAT", name
     opts = SearchOptions(unk_score=-math.inf).resolved("lexicon")
     assert (opts.beam_threshold, opts.sil_score, opts.token_min_logp) == (25.0, 0.0, None)
-    assert SearchOptions().resolved("beam").beam_threshold == 10.0
+    beam = SearchOptions().resolved("beam")
+    assert (beam.beam_threshold, beam.beam_size_token, beam.token_min_logp, beam.unk_score) == (10.0, 8, -5.0, -10.0)

@@ -68,7 +68,8 @@ def decode(
     ),
     beam_size_token: int = typer.Option(
         None, "--beam-size-token", min=1, show_default=False,
-        help="Try only the best N symbols of each frame (default: all; fairseq's 100 exceeds a letter vocabulary)."
+        help="Try only the best N symbols of each frame, bounding the cost on flat posteriors. Default: all for "
+        "lexicon (fairseq's 100 exceeds a letter vocabulary), 8 for beam."
     ),
     token_min_logp: float = typer.Option(
         None, "--token-min-logp", callback=FINITE, show_default=False,

@@ -80,6 +80,45 @@ def lm_unigrams(lm: str | Path, unigrams: str | Path | None = None) -> list[str]
     )
 
 
+def align(emission: np.ndarray, words: Sequence[str], vocab: Sequence[str]) -> Hypothesis | None:
+    """``words`` with the spans of their best CTC path through ``emission`` (T, V) (Viterbi): ``|`` between words,
+    optional before the first and after the last, blanks anywhere. None if a symbol is not in ``vocab`` or the
+    emission is too short for the words."""
+    from s3l.decode.decoder import path_hypothesis
+
+    if not words:
+        return Hypothesis((), ())
+    index = {s: i for i, s in enumerate(vocab)}
+    sep = index[WORD_SEP]
+    labels = [sep]
+    for w in words:
+        if any(c not in index for c in w):
+            return None
+        labels += [index[c] for c in w] + [sep]
+    ext = np.zeros(2 * len(labels) + 1, dtype=np.int64)  # blank, label, blank, label, ..., blank
+    ext[1::2] = labels
+    S, T = len(ext), len(emission)
+    skip = np.zeros(S, dtype=bool)  # s may follow s - 2 (over a blank) unless it is a blank or repeats s - 2
+    skip[2:] = (ext[2:] != 0) & (ext[2:] != ext[:-2])
+    score = np.full(S, -np.inf)
+    score[:4] = emission[0, ext[:4]]  # may start on the leading | or skip it
+    back = np.zeros((T, S), dtype=np.int8)  # 0: stayed, 1: came from s - 1, 2: from s - 2
+    for t in range(1, T):
+        one = np.concatenate([[-np.inf], score[:-1]])
+        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        cand = np.stack([score, one, two])  # (3, S)
+        back[t] = cand.argmax(axis=0)
+        score = cand.max(axis=0) + emission[t, ext]
+    end = S - 4 + int(np.argmax(score[S - 4 :]))  # may end on the trailing | or before it
+    if not np.isfinite(score[end]):
+        return None
+    states = np.empty(T, dtype=np.int64)
+    for t in range(T - 1, -1, -1):
+        states[t] = end
+        end -= back[t, end]
+    return path_hypothesis(ext[states], vocab)
+
+
 def _is_kenlm_binary(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(8) == b"mmap lm "  # KenLM's binary magic; anything else is read as ARPA
@@ -160,9 +199,13 @@ class BeamDecoder:
             np.put_along_axis(logits, worst, -1e4, axis=1)
         beams = self._decoder.decode_beams(logits, beam_width=o.beam, beam_prune_logp=-float(o.beam_threshold),
                                            token_min_logp=float(o.token_min_logp), prune_history=True)
-        # text_frames: (word, (first frame, last frame + 1)) per word of the best beam
-        frames = beams[0][2]
-        return Hypothesis(tuple(w.upper() for w, _ in frames), tuple((a, b - 1) for _, (a, b) in frames))
+        # pyctcdecode's text_frames come from whichever of the merged beams was listed first, not from the best
+        # path, so the spans are those of the hypothesis's best path through the emission.
+        words = [w for w, _ in beams[0][2]]
+        aligned = align(emission, words, self.vocab)
+        if aligned is not None:
+            return aligned
+        return Hypothesis(tuple(w.upper() for w in words), tuple((a, b - 1) for _, (a, b) in beams[0][2]))
 
     def describe(self) -> dict:
         o = self.options

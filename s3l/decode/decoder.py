@@ -69,7 +69,7 @@ class SearchOptions:
     lm_weight: float = 2.0  # weight of ln p_LM (beam, pyctcdecode's alpha) or log10 p_LM (lexicon, wav2letter's)
     word_score: float = -1.0  # added per word (beta / word insertion score)
     beam_threshold: float | None = None  # drop hypotheses this far below the best: lexicon 25, beam 10
-    beam_size_token: int | None = None  # symbols tried per frame (the frame's best ones); None: all
+    beam_size_token: int | None = None  # symbols tried per frame (the frame's best ones): beam 8, lexicon all
     token_min_logp: float | None = None  # beam: skip symbols below this log-probability unless a frame's best (-5)
     unk_score: float | None = None  # per unknown word: lexicon -inf (never), beam -10 (log10 units, before weight)
     sil_score: float | None = None  # lexicon: added per frame of silence (| between words), 0
@@ -102,12 +102,15 @@ class SearchOptions:
 
 
 _OPTIONAL = ("beam_threshold", "beam_size_token", "token_min_logp", "unk_score", "sil_score")
-# pyctcdecode's own defaults (beam_prune_logp -10, token_min_logp -5, unk_score_offset -10); fairseq's infer.py
-# for the wav2letter decoder (--beam-threshold 25, --unk-weight -inf, --sil-weight 0; its --beam-size-token 100
-# exceeds a letter vocabulary, i.e. all symbols).
+# beam: pyctcdecode's own defaults (beam_prune_logp -10, token_min_logp -5, unk_score_offset -10), plus at most 8
+# symbols per frame: on blank-heavy, otherwise flat posteriors every symbol passes -5 and beam 50 ran 4x slower
+# than on peaky ones of the same length (recipes/benchmarks/bench_decode.py: RTF 0.142 vs 0.034; with 8 symbols
+# 0.028 vs 0.028, and WER 1.1 instead of 4.6 on the peaky set). lexicon: fairseq's infer.py for
+# its wav2letter decoder (--beam-threshold 25, --unk-weight -inf, --sil-weight 0; its --beam-size-token 100 exceeds
+# a letter vocabulary, i.e. all symbols; flashlight's cost hardly depends on the posteriors).
 _DEFAULTS: dict[str, dict] = {
     "greedy": {},
-    "beam": {"beam_threshold": 10.0, "beam_size_token": None, "token_min_logp": -5.0, "unk_score": -10.0},
+    "beam": {"beam_threshold": 10.0, "beam_size_token": 8, "token_min_logp": -5.0, "unk_score": -10.0},
     "lexicon": {"beam_threshold": 25.0, "beam_size_token": None, "unk_score": -math.inf, "sil_score": 0.0},
 }
 
