@@ -1,27 +1,31 @@
-"""Decoding speed of ``s3l decode`` (real-time factor) on synthetic CTC emissions, with a 4-gram LM.
+"""The decoders of ``s3l decode`` side by side on one set of CTC emissions with a 4-gram LM: WER and real-time factor.
 
-Not a test. Builds everything it needs in ``--work`` (default: a temporary directory):
+Not a test. Builds what it needs in ``--work`` (default: a temporary directory):
 
-1. a word-level Markov-chain "language" of pseudo-words and a training text from it; a 4-gram LM with
+1. a word-level Markov-chain "language" of pseudo-words, a training text from it and a 4-gram LM with
    ``s3l prep lm`` (its estimation time is reported too);
 2. a test split of held-out sentences from the same chain, as silent 16 kHz wavs (so the manifest is real) plus
    synthetic emissions of realistic shape: 50 frames/s, 30 output symbols (blank, ``|``, A-Z, ``'``, ``-``),
-   about 14 letters/s, peaky CTC posteriors, and 15 % of letters where the model prefers a wrong letter;
-3. ``s3l decode --emissions`` greedy, and beam 50 with the LM at ``--nproc`` 1 and 2 (the real command, through
-   the shared launcher), reading RTF and WER from ``test.json``;
-4. if ``flashlight-text`` is importable (``pip install flashlight-text``), torchaudio's wrapper of its lexicon
-   decoder (the decoder of the wav2vec 2.0 / HuBERT papers) on the same emissions and LM, beam 50.
+   about 14 letters/s, peaky CTC posteriors, and 15 % of letters where the model prefers a wrong letter.
+   Or real ones: ``--emissions DIR --data DIR --lm ARPA`` (e.g. a demo model's ``decode/MODEL/lm`` directory);
+3. ``s3l decode --emissions`` (the real command, through the shared launcher) with ``--decoder greedy``, ``beam``
+   (pyctcdecode) and ``lexicon`` (flashlight-text), beam 50, each at ``--nproc`` 1 and 2; WER and search RTF come
+   from ``test.json``. Both LM decoders get the same effective LM weight: ``--lm-weight`` is on log10 (lexicon),
+   and ``--lm-weight / ln 10`` is passed to beam, whose weight multiplies the natural log;
+4. bounded cost: both beam decoders on "hard" emissions of the same lengths (blank 0.4, the rest spread almost
+   evenly over the letters, like a barely trained model), at 1 process; the ratio of their RTF to the first set's.
 
-    python recipes/benchmarks/bench_decode.py --minutes 5
+    OMP_NUM_THREADS=1 python recipes/benchmarks/bench_decode.py --minutes 5
 
-RTF = decode wall time / audio duration (search only; the acoustic model does not run here). The JSON result
-goes to ``WORK/bench_decode.json``.
+RTF = search wall time / audio duration (the acoustic model does not run here; with 2 processes, the slower
+shard's time). The JSON result goes to ``WORK/bench_decode.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -33,10 +37,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from s3l.decode.emissions import Emissions, emissions_path, save_emissions
-from s3l.lm import LMConfig, arpa_unigrams, build_lm
-from s3l.manifest import write_split
-from s3l.score import score
+from s3l.decode.emissions import Emissions, emissions_path, load_emissions, save_emissions
+from s3l.lm import LMConfig, build_lm
+from s3l.manifest import load_split, write_split
 
 SYMBOLS = ["<blank>", "|", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "'", "-"]  # 30 outputs
 FPS = 50
@@ -88,7 +91,14 @@ def emission(rng: np.random.Generator, words: list[str], confuse: float = 0.15) 
     return np.log(np.stack(rows)).astype(np.float32)
 
 
-def prepare(work: Path, minutes: float, seed: int) -> dict:
+def hard_emission(rng: np.random.Generator, frames: int, symbols: int, blank: float = 0.4) -> np.ndarray:
+    """(frames, symbols) log-probs: blank ``blank``, the rest spread almost evenly (every letter passes -5)."""
+    p = (1.0 - blank) * rng.dirichlet(np.full(symbols, 5.0), size=frames)
+    p[:, 0] += blank
+    return np.log(p).astype(np.float32)
+
+
+def synthetic(work: Path, minutes: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     sentence = make_language(rng)
     text = work / "lm.txt"
@@ -113,49 +123,45 @@ def prepare(work: Path, minutes: float, seed: int) -> dict:
         log_probs.append(em)
         total += samples / 16000
     write_split(data, "test", wavs, rows, words=refs)
-    save_emissions(emissions_path(work / "em", "test"),
-                   Emissions(log_probs, SYMBOLS, [n for _, n in rows], {"split": "test", "forward_seconds": 0.0}))
-    return {"arpa": arpa, "data": data, "audio_seconds": total, "utterances": len(rows), "refs": refs,
-            "log_probs": log_probs, "lm_seconds": lm_seconds, "lm": lm_summary}
+    em = Emissions(log_probs, SYMBOLS, [n for _, n in rows], {"split": "test", "forward_seconds": 0.0,
+                                                                 "frame_seconds": 1 / FPS})
+    save_emissions(emissions_path(work / "em", "test"), em)
+    return {"lm": arpa, "data": data, "split": "test", "emissions": work / "em", "em": em,
+            "source": "synthetic", "lm_seconds": lm_seconds, "lm_ngrams": lm_summary["ngrams"],
+            "lm_tokens": lm_summary["tokens"]}
 
 
-def run_s3l(work: Path, prep: dict, name: str, extra: list[str], nproc: int) -> dict:
-    out = work / name
-    cmd = [sys.executable, "-m", "s3l", "decode", "--data", str(prep["data"]), "--split", "test", "--out", str(out),
-           "--emissions", str(work / "em"), "--nproc", str(nproc), "--force", *extra]
+def real(args: argparse.Namespace) -> dict:
+    if args.data is None or args.lm is None:
+        sys.exit("--emissions needs --data (the manifest directory) and --lm (the 4-gram)")
+    split = load_split(args.data, args.split)
+    em = load_emissions(emissions_path(args.emissions, args.split), split.manifest)
+    return {"lm": args.lm, "data": args.data, "split": args.split, "emissions": args.emissions, "em": em,
+            "source": str(emissions_path(args.emissions, args.split))}
+
+
+def save_hard(work: Path, prep: dict, seed: int) -> Path:
+    rng = np.random.default_rng(seed + 1)
+    em = prep["em"]
+    hard = [hard_emission(rng, len(x), len(em.vocab)) for x in em.log_probs]
+    save_emissions(emissions_path(work / "em_hard", prep["split"]),
+                   Emissions(hard, em.vocab, em.num_samples, {"split": prep["split"], "forward_seconds": 0.0}))
+    return work / "em_hard"
+
+
+def run_s3l(work: Path, prep: dict, name: str, emissions: Path, extra: list[str], nproc: int) -> dict:
+    out = work / "out" / name
+    cmd = [sys.executable, "-m", "s3l", "decode", "--data", str(prep["data"]), "--split", prep["split"],
+           "--out", str(out), "--emissions", str(emissions), "--nproc", str(nproc), "--force", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    summary = json.loads((out / "test.json").read_text())
-    return {"decoder": name, "nproc": nproc, "wer": summary["wer"], "rtf_search": summary["rtf"]["search"],
-            "search_seconds": summary["search_seconds"], "command_seconds": wall}
-
-
-def run_flashlight(work: Path, prep: dict, beam: int, lm_weight: float, word_score: float) -> dict | None:
-    try:
-        import torch
-        from torchaudio.models.decoder import ctc_decoder
-    except ImportError:
-        return None
-    try:
-        import flashlight.lib.text  # noqa: F401
-    except ImportError:
-        return None
-    lexicon = work / "lexicon.txt"
-    words = arpa_unigrams(prep["arpa"])
-    lexicon.write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words))
-    decoder = ctc_decoder(lexicon=str(lexicon), tokens=SYMBOLS, lm=str(prep["arpa"]), beam_size=beam,
-                          beam_threshold=25, lm_weight=lm_weight, word_score=word_score, blank_token="<blank>",
-                          sil_token="|", unk_word="<unk>")
-    start = time.perf_counter()
-    hyps = []
-    for lp in prep["log_probs"]:
-        result = decoder(torch.from_numpy(lp)[None])  # (1, T, V)
-        hyps.append(" ".join(result[0][0].words))
-    seconds = time.perf_counter() - start
-    wer = score(prep["refs"], hyps, top=0).wer
-    return {"decoder": "flashlight lexicon (torchaudio)", "nproc": 1, "wer": wer,
-            "rtf_search": seconds / prep["audio_seconds"], "search_seconds": seconds}
+    summary = json.loads((out / f"{prep['split']}.json").read_text())
+    return {"decoder": summary["decoder"], "nproc": nproc, "wer": summary.get("wer"),
+            "rtf_search": summary["rtf"]["search"], "search_seconds": summary["search_seconds"],
+            "command_seconds": wall, "settings": {k: summary.get(k) for k in (
+                "lm_weight", "word_score", "beam", "beam_threshold", "beam_size_token", "token_min_logp",
+                "unk_score", "sil_score", "lexicon_words", "lexicon_skipped")}}
 
 
 def _cpu_name() -> str:
@@ -170,11 +176,15 @@ def _cpu_name() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=5.0, help="Audio duration of the test split.")
+    ap.add_argument("--minutes", type=float, default=5.0, help="Audio duration of the synthetic test split.")
+    ap.add_argument("--emissions", type=Path, default=None, help="Real emissions: directory with SPLIT.emissions.npz.")
+    ap.add_argument("--data", type=Path, default=None, help="With --emissions: the manifest directory.")
+    ap.add_argument("--split", default="test", help="With --emissions: the split.")
+    ap.add_argument("--lm", type=Path, default=None, help="With --emissions: the 4-gram (ARPA).")
     ap.add_argument("--beam", type=int, default=50)
-    ap.add_argument("--lm-weight", type=float, default=2.0)
+    ap.add_argument("--lm-weight", type=float, default=2.0, help="LM weight on log10 p (beam gets this / ln 10).")
     ap.add_argument("--word-score", type=float, default=-1.0)
-    ap.add_argument("--nproc", default="1,2", help="Comma-separated process counts for the LM beam search.")
+    ap.add_argument("--nproc", default="1,2", help="Comma-separated process counts.")
     ap.add_argument("--work", type=Path, default=None, help="Working directory (default: a temporary one).")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -182,27 +192,47 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    prep = prepare(work, args.minutes, args.seed)
-    results = [run_s3l(work, prep, "greedy", [], 1)]
-    lm_args = ["--lm", str(prep["arpa"]), "--beam", str(args.beam), "--lm-weight", str(args.lm_weight),
-               "--word-score", str(args.word_score)]
-    for n in (int(x) for x in args.nproc.split(",")):
-        results.append(run_s3l(work, prep, f"pyctcdecode_lm_nproc{n}", lm_args, n))
-    fl = run_flashlight(work, prep, args.beam, args.lm_weight, args.word_score)
-    machine = f"{_cpu_name()}, {os.cpu_count()} CPU(s) visible"
-    report = {"machine": machine, "audio_seconds": prep["audio_seconds"], "utterances": prep["utterances"],
-              "beam": args.beam, "lm_weight": args.lm_weight, "word_score": args.word_score,
-              "lm_estimation_seconds": prep["lm_seconds"], "lm_ngrams": prep["lm"]["ngrams"],
-              "lm_text_tokens": prep["lm"]["tokens"], "results": results,
-              "flashlight": fl if fl is not None else "flashlight-text not installed (pip install flashlight-text)"}
+    prep = real(args) if args.emissions is not None else synthetic(work, args.minutes, args.seed)
+    em = prep["em"]
+    audio = sum(em.num_samples) / 16000
+    hard = save_hard(work, prep, args.seed)
+    weights = {"beam": args.lm_weight / math.log(10), "lexicon": args.lm_weight}
+    decoders: dict[str, list[str]] = {"greedy": ["--decoder", "greedy"]}
+    for d, w in weights.items():
+        decoders[d] = ["--decoder", d, "--lm", str(prep["lm"]), "--beam", str(args.beam), "--lm-weight", f"{w:.6g}",
+                       "--word-score", str(args.word_score)]
+    results = []
+    for name, extra in decoders.items():
+        for n in (int(x) for x in args.nproc.split(",")):
+            results.append(run_s3l(work, prep, f"{name}_nproc{n}", prep["emissions"], extra, n))
+            print(f"{name} nproc {n}: RTF {results[-1]['rtf_search']:.4f}", flush=True)
+    bounded = []
+    for name in weights:
+        r = run_s3l(work, prep, f"{name}_hard", hard, decoders[name], 1)
+        easy = next(x for x in results if x["decoder"] == name and x["nproc"] == 1)
+        bounded.append({"decoder": name, "rtf": easy["rtf_search"], "rtf_hard": r["rtf_search"],
+                        "ratio": r["rtf_search"] / easy["rtf_search"]})
+        print(f"{name} on hard emissions: RTF {r['rtf_search']:.4f}", flush=True)
+
+    load = os.getloadavg()
+    machine = f"{_cpu_name()}, {os.cpu_count()} CPU(s) visible, load average {load[0]:.1f} at the end"
+    report = {"machine": machine, "source": prep["source"], "audio_seconds": audio, "utterances": len(em),
+              "beam": args.beam, "lm_weight_log10": args.lm_weight, "word_score": args.word_score,
+              "results": results, "bounded_cost": bounded,
+              **{k: prep[k] for k in ("lm_seconds", "lm_ngrams", "lm_tokens") if k in prep}}
     (work / "bench_decode.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{prep['utterances']} utterances, {prep['audio_seconds'] / 60:.1f} min of audio; {machine}")
-    print(f"4-gram LM: {prep['lm']['ngrams']} n-grams from {prep['lm']['tokens']} tokens in {prep['lm_seconds']:.1f} s")
-    print(f"{'decoder':34s} {'nproc':>5s} {'WER %':>7s} {'RTF':>8s}")
-    for r in results + ([fl] if fl else []):
-        print(f"{r['decoder']:34s} {r['nproc']:5d} {r['wer']:7.2f} {r['rtf_search']:8.4f}")
-    if fl is None:
-        print("flashlight-text is not installed: no comparison with its lexicon decoder")
+    print(f"\n{len(em)} utterances, {audio / 60:.1f} min of audio ({prep['source']}); {machine}")
+    if "lm_ngrams" in prep:
+        print(f"4-gram LM: {prep['lm_ngrams']} n-grams from {prep['lm_tokens']} tokens in {prep['lm_seconds']:.1f} s")
+    print(f"beam {args.beam}, LM weight {args.lm_weight:g} on log10 p (beam: {weights['beam']:.4g} on ln p), "
+          f"word score {args.word_score:g}")
+    print(f"{'decoder':10s} {'nproc':>5s} {'WER %':>7s} {'RTF':>9s} {'command s':>10s}")
+    for r in results:
+        wer = f"{r['wer']:7.2f}" if r["wer"] is not None else "      -"
+        print(f"{r['decoder']:10s} {r['nproc']:5d} {wer} {r['rtf_search']:9.5f} {r['command_seconds']:10.1f}")
+    print(f"\n{'decoder':10s} {'RTF':>8s} {'RTF hard':>9s} {'ratio':>6s}")
+    for b in bounded:
+        print(f"{b['decoder']:10s} {b['rtf']:8.4f} {b['rtf_hard']:9.4f} {b['ratio']:6.2f}")
     print(f"results: {work / 'bench_decode.json'}")
 
 
