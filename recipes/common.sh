@@ -140,9 +140,16 @@ run_lanes() {
   ((failed == 0)) || die "stopped: a lane failed"
 }
 
-# wait_stage N: in a lane, wait until stage N (run by another lane, or before) has its done-marker.
+# wait_stage N [M]: in a lane, wait until stage N (run by another lane, or before) has its done-marker. With M, the
+# stage that needs N: no wait when M is outside --stage/--stop-stage or done before (run_stage M will skip it).
 wait_stage() {
   local n marker
+  if (($# > 1)); then
+    ((${2} >= stage && ${2} <= stop_stage)) || return 0
+    for marker in "$exp/done/$(printf '%02d' "$2")-"*.json; do
+      [[ ! -f $marker || $force_stages == true ]] || return 0
+    done
+  fi
   n=$(printf '%02d' "$1")
   while :; do
     for marker in "$exp/done/$n-"*.json; do
@@ -152,6 +159,15 @@ wait_stage() {
     (($1 >= stage && $1 <= stop_stage)) || die "stage $1 has not run and is outside --stage $stage --stop-stage $stop_stage"
     sleep 1
   done
+}
+
+# wait_all: wait for every background job of this shell (started with `&` in a stage); fail if any of them failed.
+wait_all() {
+  local pid failed=0
+  for pid in $(jobs -p); do
+    wait "$pid" || failed=1
+  done
+  return "$failed"
 }
 
 # train_resume_flag DIR: --resume when DIR holds an interrupted run (checkpoint_last + training state), else

@@ -116,7 +116,7 @@ fail_at=none
 parse_options "$@"
 step() { [[ $1 != "$fail_at" ]] || return 3; sleep "$2"; echo "$1" >> "$exp/ran"; }
 first() { run_stage 1 a step a 0.5; run_stage 3 c step c 0; }
-second() { run_stage 2 b step b 0; wait_stage 1; run_stage 4 d step d 0; }
+second() { run_stage 2 b step b 0; wait_stage 1 4; run_stage 4 d step d 0; }
 run_stages() { run_lanes first second; run_stage 5 e step e 0; }
 run_stages
 """
@@ -141,11 +141,14 @@ def test_lanes_run_side_by_side_and_wait_for_each_other(tmp_path: Path) -> None:
     proc = bash(script, "--stage", "2", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "stage 1 has not run and is outside" in (
         tmp_path / "exp" / "logs" / "second.log").read_text()
+    # ... unless the stage that needs it is outside the range too: then there is nothing to wait for
+    bash(script, "--stage", "2", "--stop-stage", "3", cwd=tmp_path)
+    assert "d" not in ran(tmp_path)
 
 
 def test_help_prints_the_leading_comment(tmp_path: Path) -> None:
     out = bash(RECIPES / "synthetic" / "run.sh", "--help", cwd=tmp_path).stdout
-    assert out.startswith("s3l demo:") and "15 results" in out and "Sizes and budget" not in out
+    assert out.startswith("s3l demo:") and "16 results" in out and "Sizes and budget" not in out
 
 
 def test_merge_splits_and_resume_flag(tmp_path: Path) -> None:
@@ -204,20 +207,32 @@ def test_results_table_checks_the_claims(tmp_path: Path) -> None:
                                                        "used_units": 100, "num_units": 100})
     write(exp / "analysis" / "hubert1" / "metrics.json", {"pnmi": 0.45, "phone_purity": 0.5, "cluster_purity": 0.3,
                                                           "used_units": 98, "num_units": 100})
+    for name, layers in {"mfcc": [0.6], "random": [0.35, 0.4], "hubert1": [0.65, 0.71, 0.7],
+                         "hubert2": [0.66, 0.69, 0.7]}.items():
+        rows = [{"layer": i, "accuracy": a} for i, a in enumerate(layers)]
+        write(exp / "probe" / name / "probe.json", {"layers": rows, "best_layer": layers.index(max(layers)),
+                                                    "best_accuracy": max(layers), "majority_accuracy": 0.12})
     subprocess.run([sys.executable, str(RECIPES / "synthetic" / "results.py"), str(exp)], check=True,
                    capture_output=True)
     r = json.loads((exp / "results.json").read_text())
-    holds = {(c["kind"], c["model"]): c["holds"] for c in r["claims"]}
-    # wav2vec2: greedy 95 > 90 (worse) but LM 70 < 80 -> the claim does not hold; hubert2: LM 55 > greedy 50
-    assert holds == {("pnmi", "hubert1"): True, ("pretraining", "wav2vec2"): False,
-                     ("pretraining", "hubert1"): True, ("pretraining", "hubert2"): True,
-                     ("lm", "scratch"): True, ("lm", "wav2vec2"): True, ("lm", "hubert1"): True,
-                     ("lm", "hubert2"): False}
+    holds = {(c["kind"], c["model"]): (c["holds"], c["meets_target"]) for c in r["claims"]}
+    # wav2vec2: CER greedy 31.7 > 30 (worse) but LM WER 70 < 80 -> the claim does not hold; hubert2: LM 55 > greedy 50;
+    # PNMI 1.5x >= 1.15x; hubert1 CER 0.67x and LM WER 0.5x of scratch <= 0.85x; probe +0.11 / +0.31 (no wav2vec2 probe)
+    assert holds == {("pnmi", "hubert1"): (True, True), ("pretraining", "wav2vec2"): (False, False),
+                     ("pretraining", "hubert1"): (True, True), ("pretraining", "hubert2"): (True, True),
+                     ("lm", "scratch"): (True, True), ("lm", "wav2vec2"): (True, True), ("lm", "hubert1"): (True, True),
+                     ("lm", "hubert2"): (False, False), ("probe", "hubert1"): (True, True)}
+    margins = {(c["kind"], c["model"]): c["margin"] for c in r["claims"]}
+    assert margins[("pretraining", "wav2vec2")] == "1.06x / 0.88x"
+    assert margins[("probe", "hubert1")] == "+0.110 / +0.310"
+    assert r["probe"]["hubert1"] == {"best_layer": 1, "best_accuracy": 0.71, "layers": [0.65, 0.71, 0.7],
+                                     "majority_accuracy": 0.12}
     assert r["total_seconds"] == 570.5 and r["wall_seconds"] == 330.5
     assert r["wer"]["hubert1"]["test_wer_lm"] == 40.0
     md = (exp / "results.md").read_text()
     assert "| HuBERT iteration 1 (MFCC targets) | dev cer 21.0, update 400 | 60.0 | 40.0 | 20.0 | 1.50 | -0.50 |" in md
     assert "| MFCC | 100 | 0.300 | 0.400 | 0.200 | 100 |" in md
+    assert "| HuBERT iteration 1 | 1 | 0.710 | 0.650 0.710 0.700 | 0.120 |" in md
     assert (exp / "results.png").stat().st_size > 0
 
 
@@ -319,7 +334,7 @@ def test_synthetic_recipe_quick(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
     proc = bash(RECIPES / "synthetic" / "run.sh", "--quick", "--exp", str(exp), cwd=tmp_path)
     names = sorted(p.name for p in (exp / "done").glob("*.json"))
-    assert [int(n[:2]) for n in names] == list(range(16)), names
+    assert [int(n[:2]) for n in names] == list(range(17)), names
     # stages 3-11 ran in the two lanes (their lines reach the terminal and their logs)
     assert "(run.sh lane_hubert) stage 5: pretrain-hubert2" in proc.stderr
     assert "(run.sh lane_others) stage 8: finetune-hubert1" in proc.stderr
@@ -333,9 +348,13 @@ def test_synthetic_recipe_quick(tmp_path: Path) -> None:
         assert (exp / "decode" / m / "lm" / "test.hyp").stat().st_size > 0
         ft = json.loads((exp / "ft" / m / "config.json").read_text())["finetune"]
         assert (ft["mask_prob"], ft["mask_channel_prob"]) == (0.3, 0.1)  # one fine-tuning budget for all
-    assert "| claim | this run | holds |" in proc.stdout
+    assert set(r["probe"]) == {"mfcc", "random", "wav2vec2", "hubert1", "hubert2"}
+    assert len(r["probe"]["hubert1"]["layers"]) == 5  # transformer input and tiny's 4 blocks
+    lm = json.loads((exp / "decode" / "scratch" / "lm" / "test.json").read_text())
+    assert (lm["decoder"], lm["beam"]) == ("lexicon", 50)  # the papers' decoder at beam 50
+    assert "| claim | this run | margin | holds | target | target met |" in proc.stdout
     again = bash(RECIPES / "synthetic" / "run.sh", "--quick", "--exp", str(exp), cwd=tmp_path)
-    assert again.stderr.count("done before, skipped") == 16
+    assert again.stderr.count("done before, skipped") == 17
 
 
 def timit_utterance(spk: Path, name: str, seconds: float, seed: int) -> None:

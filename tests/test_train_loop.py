@@ -7,6 +7,7 @@ counted and, too many in a row, stop the run with the last good checkpoint intac
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections import namedtuple
@@ -139,6 +140,35 @@ def test_validation_does_not_change_training(tmp_path: Path) -> None:
     a, _ = run(tmp_path / "a", data, valid_interval=1, max_updates=6)
     b, _ = run(tmp_path / "b", (data[0], None), max_updates=6)
     assert same_weights(a, b)
+
+
+class AutocastProbe(StandInTask):
+    """Records, at every train and valid step, the dtype a matmul would produce there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[tuple[str, torch.dtype]] = set()
+
+    def train_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        self.dtypes.add(("train", (torch.ones(2, 2) @ torch.ones(2, 2)).dtype))
+        return super().train_step(model, batch)
+
+    def valid_step(self, model: nn.Module, batch: Any) -> dict[str, float]:
+        self.dtypes.add(("valid", (torch.ones(2, 2) @ torch.ones(2, 2)).dtype))
+        return super().valid_step(model, batch)
+
+
+def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
+    data = corpus(tmp_path / "data")
+    bf16, fp32 = AutocastProbe(), AutocastProbe()
+    a, summary = run(tmp_path / "bf16", data, task=bf16, precision="bf16", max_updates=4)
+    b, _ = run(tmp_path / "fp32", data, task=fp32, precision="fp32", max_updates=4)
+    assert bf16.dtypes == {("train", torch.bfloat16), ("valid", torch.bfloat16)}
+    assert fp32.dtypes == {("train", torch.float32), ("valid", torch.float32)}
+    assert all(p.dtype == torch.float32 for p in a.parameters())  # autocast: the weights stay fp32
+    assert not same_weights(a, b) and math.isfinite(summary["valid"]["loss"])
+    with pytest.raises(S3LError, match="fp16 needs a CUDA device"):
+        run(tmp_path / "fp16", data, precision="fp16", max_updates=1)
 
 
 def test_best_checkpoint_follows_the_metric(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@
 Reads only the files the stages write: ``EXP/done/*.json`` (stage times), ``EXP/data/synth.json`` (corpus),
 ``EXP/{hubert1,hubert2,wav2vec2}/summary.json`` (pre-training), ``EXP/ft/MODEL/summary.json`` (fine-tuning),
 ``EXP/score/MODEL-{greedy,lm}.json`` (``s3l score`` on test), ``EXP/decode/MODEL/lm/test.json`` (tuned LM weight and
-word score) and ``EXP/analysis/*/metrics.json`` (``s3l analyze-units``). A stage that has not run shows as "-".
-The three claims of issue 7 are checked on the run's own numbers and reported as they come out.
+word score), ``EXP/analysis/*/metrics.json`` (``s3l analyze-units``) and ``EXP/probe/*/probe.json`` (``s3l probe``).
+A stage that has not run shows as "-". The papers' claims are checked on the run's own numbers and reported as they
+come out, each with its margin (a ratio, or an accuracy difference for the probes) and the demo's target for it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ MODELS = {  # fine-tuned models, baseline first
 PRETRAINED = ("wav2vec2", "hubert1", "hubert2")
 UNITS = {"mfcc": "MFCC", "hubert1": "HuBERT iteration-1 layer", "hubert2": "HuBERT iteration-2 layer"}
 DECODERS = ("greedy", "lm")
+PROBES = {"mfcc": "MFCC (39-dim)", "random": "random-init tiny model", "wav2vec2": "wav2vec 2.0",
+          "hubert1": "HuBERT iteration 1", "hubert2": "HuBERT iteration 2"}
+# The margins the demo aims at (issue 12): PNMI ratio at least, error-rate ratios at most, probe gains at least.
+TARGETS = {"pnmi": 1.15, "pretraining": 0.85, "probe_mfcc": 0.10, "probe_random": 0.15}
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -82,8 +87,16 @@ def collect(exp: Path) -> dict[str, Any]:
         if mt is not None:
             units[name] = {k: mt.get(k) for k in ("pnmi", "phone_purity", "cluster_purity", "used_units", "num_units")}
 
-    return {"corpus_hours": corpus, "pretraining": pretraining, "wer": wer, "units": units,
-            "claims": claims(units, wer), "stages": stages,
+    probe = {}
+    for name in PROBES:
+        pr = read_json(exp / "probe" / name / "probe.json")
+        if pr is not None:
+            probe[name] = {"best_layer": pr.get("best_layer"), "best_accuracy": pr.get("best_accuracy"),
+                           "layers": [row.get("accuracy") for row in pr.get("layers", [])],
+                           "majority_accuracy": pr.get("majority_accuracy")}
+
+    return {"corpus_hours": corpus, "pretraining": pretraining, "wer": wer, "units": units, "probe": probe,
+            "claims": claims(units, wer, probe), "stages": stages,
             "total_seconds": round(sum(s.get("seconds", 0.0) for s in stages), 1),
             "wall_seconds": wall_seconds(stages),
             "plots": sorted(str(p.relative_to(exp)) for p in (exp / "analysis").glob("*/*.png"))}
@@ -100,26 +113,53 @@ def wall_seconds(stages: list[dict[str, Any]]) -> float | None:
     return round(max(ends) - min(starts), 1) if stages else None
 
 
-def claims(units: dict[str, Any], wer: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The papers' three claims in miniature, each with the numbers it rests on and whether it held here."""
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else round(a / b, 3)
+
+
+def claims(units: dict[str, Any], wer: dict[str, dict[str, Any]], probe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The papers' claims in miniature, each with the numbers it rests on, its margin, whether it held here and
+    whether the margin reached the demo's target (None where a stage has not run)."""
     out = []
     mfcc, it1 = (units.get(k, {}).get("pnmi") for k in ("mfcc", "hubert1"))
+    r = ratio(it1, mfcc)
     out.append({"kind": "pnmi", "model": "hubert1", "claim": "PNMI of iteration-1 layer units above MFCC units",
-                "evidence": f"{fmt(it1, 3)} vs {fmt(mfcc, 3)}",
-                "holds": None if it1 is None or mfcc is None else it1 > mfcc})
+                "evidence": f"{fmt(it1, 3)} vs {fmt(mfcc, 3)}", "margin": fmt(r, 2) + "x" if r else "-",
+                "holds": None if r is None else r > 1, "target": f">= {TARGETS['pnmi']}x",
+                "meets_target": None if r is None else r >= TARGETS["pnmi"]})
     base = wer["scratch"]
     for m in PRETRAINED:
-        pairs = [(wer[m][f"test_wer_{d}"], base[f"test_wer_{d}"]) for d in DECODERS]
-        known = [(a, b) for a, b in pairs if a is not None and b is not None]
+        keys = ("test_cer_greedy", "test_wer_lm")
+        ratios = [ratio(wer[m][k], base[k]) for k in keys]
+        missing = None in ratios
         out.append({"kind": "pretraining", "model": m,
-                    "claim": f"{MODELS[m]} + fine-tuning: test WER below the from-scratch baseline (greedy / LM)",
-                    "evidence": " / ".join(f"{fmt(a, 1)} vs {fmt(b, 1)}" for a, b in pairs),
-                    "holds": all(a < b for a, b in known) if len(known) == len(pairs) else None})
+                    "claim": f"{MODELS[m]} + fine-tuning below the from-scratch baseline: test CER greedy / "
+                             "test WER 4-gram",
+                    "evidence": " / ".join(f"{fmt(wer[m][k], 1)} vs {fmt(base[k], 1)}" for k in keys),
+                    "margin": " / ".join(fmt(x, 2) + "x" if x else "-" for x in ratios),
+                    "holds": None if missing else all(x < 1 for x in ratios),
+                    "target": f"<= {TARGETS['pretraining']}x",
+                    "meets_target": None if missing else all(x <= TARGETS["pretraining"] for x in ratios)})
     for m in MODELS:
         g, lm = wer[m]["test_wer_greedy"], wer[m]["test_wer_lm"]
-        out.append({"kind": "lm", "model": m, "claim": f"{MODELS[m]}: 4-gram LM decoding below greedy",
-                    "evidence": f"{fmt(lm, 1)} vs {fmt(g, 1)}",
-                    "holds": None if g is None or lm is None else lm < g})
+        r = ratio(lm, g)
+        out.append({"kind": "lm", "model": m, "claim": f"{MODELS[m]}: test WER with the 4-gram below greedy",
+                    "evidence": f"{fmt(lm, 1)} vs {fmt(g, 1)}", "margin": fmt(r, 2) + "x" if r else "-",
+                    "holds": None if r is None else r < 1, "target": "< 1x",
+                    "meets_target": None if r is None else r < 1})
+    hubert = [(probe[m]["best_accuracy"], m) for m in ("hubert1", "hubert2") if m in probe]
+    best = max(hubert) if hubert else None
+    refs = [probe.get(k, {}).get("best_accuracy") for k in ("mfcc", "random")]
+    gains = [None if best is None or a is None else round(best[0] - a, 3) for a in refs]
+    missing = None in gains
+    out.append({"kind": "probe", "model": best[1] if best else "hubert",
+                "claim": "linear phone probe: best HuBERT layer above MFCC / above a random-init model",
+                "evidence": " / ".join(f"{fmt(best and best[0], 3)} vs {fmt(a, 3)}" for a in refs),
+                "margin": " / ".join("-" if g is None else f"{g:+.3f}" for g in gains),
+                "holds": None if missing else all(g > 0 for g in gains),
+                "target": f">= +{TARGETS['probe_mfcc']} / +{TARGETS['probe_random']}",
+                "meets_target": None if missing else gains[0] >= TARGETS["probe_mfcc"]
+                and gains[1] >= TARGETS["probe_random"]})
     return out
 
 
@@ -135,8 +175,9 @@ def markdown(r: dict[str, Any]) -> str:
            f"Wall time: {fmt(r['wall_seconds'] and r['wall_seconds'] / 60, 1)} min (stages 3-11 in two lanes side by "
            f"side; the stage times add up to {r['total_seconds'] / 60:.1f} min).", "", "## Claims", ""]
     verdict = {True: "yes", False: "**no**", None: "-"}
-    out += table(["claim", "this run", "holds"], [[x["claim"], x["evidence"], verdict[x["holds"]]]
-                                                  for x in r["claims"]])
+    out += table(["claim", "this run", "margin", "holds", "target", "target met"],
+                 [[x["claim"], x["evidence"], x["margin"], verdict[x["holds"]], x["target"], verdict[x["meets_target"]]]
+                  for x in r["claims"]])
     out += ["", "## Word error rate (%)", ""]
     rows = []
     for m, label in MODELS.items():
@@ -150,6 +191,12 @@ def markdown(r: dict[str, Any]) -> str:
     out += table(["units", "K", "PNMI", "phone purity", "cluster purity", "units used"],
                  [[UNITS[k], fmt(u["num_units"]), fmt(u["pnmi"], 3), fmt(u["phone_purity"], 3),
                    fmt(u["cluster_purity"], 3), fmt(u["used_units"])] for k, u in r["units"].items()])
+    out += ["", "## Linear phone probe (fit on train-1h, frame accuracy on dev)", ""]
+    out += table(["features", "best layer", "best accuracy", "accuracy per layer (0 = transformer input)",
+                  "majority class"],
+                 [[PROBES[k], fmt(p["best_layer"]), fmt(p["best_accuracy"], 3),
+                   " ".join(fmt(a, 3) for a in p["layers"]), fmt(p["majority_accuracy"], 3)]
+                  for k, p in r["probe"].items()])
     out += ["", "## Pre-training (last validation on dev)", ""]
     out += table(["model", "objective", "updates", "train s", "valid loss", "accuracy", "code perplexity"],
                  [[MODELS[k], fmt(p["objective"]), fmt(p["updates"]), fmt(p["train_seconds"], 0),
@@ -167,26 +214,37 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
-    """Test WER per model and decoder, and PNMI per unit type."""
+    """Test error rates per model and decoder, PNMI per unit type, and probe accuracy per layer."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [3, 2, 2]})
     names = list(MODELS)
-    for i, (d, label) in enumerate(zip(DECODERS, ("greedy", "4-gram LM"))):
-        vals = [r["wer"][m][f"test_wer_{d}"] or 0.0 for m in names]
-        ax1.bar([x + 0.38 * i for x in range(len(names))], vals, width=0.38, label=label)
-    ax1.set_xticks([x + 0.19 for x in range(len(names))], [MODELS[m].split(" (")[0] for m in names], fontsize=8)
-    ax1.set_ylabel("test WER (%)")
+    bars = (("test_cer_greedy", "CER greedy"), ("test_wer_greedy", "WER greedy"), ("test_wer_lm", "WER 4-gram"))
+    for i, (key, label) in enumerate(bars):
+        vals = [r["wer"][m][key] or 0.0 for m in names]
+        ax1.bar([x + 0.27 * i for x in range(len(names))], vals, width=0.27, label=label)
+    ax1.set_xticks([x + 0.27 for x in range(len(names))], [MODELS[m].split(" (")[0] for m in names], fontsize=8)
+    ax1.set_ylabel("test error rate (%)")
     ax1.set_title("fine-tuned on train-10min")
-    ax1.legend()
+    ax1.legend(fontsize=8)
     keys = list(r["units"])
     ax2.bar(range(len(keys)), [r["units"][k]["pnmi"] for k in keys], color="tab:green")
     ax2.set_xticks(range(len(keys)), [UNITS[k].replace("HuBERT ", "") for k in keys], fontsize=8)
     ax2.set_ylabel("PNMI on dev")
     ax2.set_title("unit quality")
+    for k, p in r["probe"].items():
+        if k == "mfcc":
+            ax3.axhline(p["best_accuracy"], color="black", linestyle="--", label=PROBES[k])
+        else:
+            ax3.plot(range(len(p["layers"])), p["layers"], marker="o", label=PROBES[k])
+    ax3.set_xlabel("layer (0 = transformer input)")
+    ax3.set_ylabel("phone accuracy on dev")
+    ax3.set_title("linear phone probe")
+    if r["probe"]:
+        ax3.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -19,10 +19,12 @@
 #    8-11 finetune-*     CTC on train-10min: hubert1, hubert2, wav2vec2, and a from-scratch baseline, one budget
 #   Stages 3-6 and 9 (lane_hubert) run beside 7, 11, 10 and 8 (lane_others), one CPU core each; each lane's
 #   output is in EXP/logs/LANE.log and its stage lines are printed.
-#   12 decode            test: greedy, and beam search + 4-gram with LM weight / word score tuned on dev
+#   12 decode            test: greedy, and lexicon beam search + 4-gram, LM weight / word score tuned on dev
 #   13 score             s3l score on test for every model and decoder
 #   14 analyze-units     PNMI / purity of MFCC, iteration-1 and iteration-2 units on dev; layer sweeps; codes
-#   15 results           EXP/results.md (printed), EXP/results.json, EXP/results.png
+#   15 probe             linear phone probes on dev (fit on train-1h): MFCC, a random-init tiny model, and every
+#                        layer of each pre-trained model
+#   16 results           EXP/results.md (printed), EXP/results.json, EXP/results.png
 
 # ---------------------------------------------------------------------------------------------------------------
 # Sizes and budget. The demo must finish within 30 minutes on 2 CPU cores; each stage gets an explicit share,
@@ -68,13 +70,16 @@ ft_mask_prob=0.3         # time / channel masking (fairseq convention, p x span)
 ft_mask_channel_prob=0.1 # 0.512) suit 13k updates: from scratch, 600 updates, dev loss 151 with them, 90 with these
 ft_valid_interval=200
 
-# decoding (~5 min in all). Beam 50 took 15 min, most of it on the fine-tuned wav2vec 2.0 model's near-flat
-# letter posteriors (every symbol stays in every beam); 8 tuning trials are too coarse (LM weight 0 chosen)
-beam=16
-tune_trials=16
+# decoding: wav2letter's lexicon beam search with the 4-gram (flashlight-text), the papers' decoder. wav2vec 2.0
+# §4.4 tunes LM weight and word score with beam 500 (128 Bayesian-optimisation trials) and tests with beam 1,500;
+# the demo uses beam 50 and 32 random-search trials on dev to stay inside its budget
+decoder=lexicon
+beam=50
+tune_trials=32
 
 # analysis
 layer_sweep=true         # k-means on every layer of both HuBERT iterations (HuBERT Fig. 2); ~1 min
+probe_frames=100000      # frames per split for the phone probes (fit on train-1h, scored on dev)
 
 # Quick mode sizes, applied before the options are read so that explicit options still win.
 for arg in "$@"; do
@@ -84,7 +89,7 @@ for arg in "$@"; do
     mfcc_k=20 layer_k=20 layer_sample_pct=100
     hubert1_updates=4 hubert2_updates=4 wav2vec2_updates=4 pt_valid_interval=4
     ft_updates=6 ft_freeze_updates=2 ft_valid_interval=3
-    beam=8 tune_trials=4
+    tune_trials=4 probe_frames=5000
   fi
 done
 
@@ -140,7 +145,8 @@ decode_all() {
   for m in $models; do
     # One forward pass per model: emissions of test (and of dev, for tuning) are saved and reused by greedy.
     s3l decode --checkpoint "$exp/ft/$m/checkpoint_best.safetensors" --data "$data" --split test \
-      --lm "$lm" --tune --tune-split dev --tune-trials "$tune_trials" --beam "$beam" --save-emissions \
+      --lm "$lm" --decoder "$decoder" --tune --tune-split dev --tune-trials "$tune_trials" --beam "$beam" \
+      --save-emissions \
       --nproc "$nproc" --out "$exp/decode/$m/lm" --force
     s3l decode --emissions "$exp/decode/$m/lm" --data "$data" --split test --out "$exp/decode/$m/greedy" --force
   done
@@ -173,6 +179,25 @@ analyze() {
   fi
 }
 
+# probe NAME FEATURE_ARGS...: a linear phone probe per layer in $exp/probe/NAME.
+probe() {
+  local name=$1
+  shift
+  s3l probe --data "$data" --fit-split train-1h --eval-split dev --max-frames "$probe_frames" --seed "$seed" \
+    --out "$exp/probe/$name" --force "$@"
+}
+
+# Two probes at a time, one per core (each is single-threaded, like the lanes).
+probe_all() {
+  probe mfcc --feature mfcc &
+  probe random --random-init "$preset" &
+  wait_all
+  probe wav2vec2 --checkpoint "$exp/wav2vec2/checkpoint_last.safetensors" &
+  probe hubert1 --checkpoint "$exp/hubert1/checkpoint_last.safetensors" &
+  wait_all
+  probe hubert2 --checkpoint "$exp/hubert2/checkpoint_last.safetensors"
+}
+
 results() {
   "$s3l_python" "$(dirname "${BASH_SOURCE[0]}")/results.py" "$exp"
 }
@@ -196,7 +221,7 @@ lane_others() {
   run_stage 11 finetune-scratch finetune scratch --from-scratch --preset "$preset"
   run_stage 10 finetune-wav2vec2 finetune wav2vec2 --init "$exp/wav2vec2/checkpoint_last.safetensors" \
     --freeze-updates "$ft_freeze_updates"
-  wait_stage 3
+  wait_stage 3 8
   run_stage 8 finetune-hubert1 finetune hubert1 --init "$exp/hubert1/checkpoint_last.safetensors" \
     --freeze-updates "$ft_freeze_updates"
 }
@@ -210,5 +235,6 @@ run_lanes lane_hubert lane_others
 run_stage 12 decode decode_all
 run_stage 13 score score_all
 run_stage 14 analyze-units analyze
-run_stage 15 results results
+run_stage 15 probe probe_all
+run_stage 16 results results
 log "done: $exp/results.md"

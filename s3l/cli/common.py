@@ -82,7 +82,7 @@ FRACTION = finite(0, 1, low_open=True)  # a share of a run, e.g. of --max-update
 MAX_BAD_UPDATES = typer.Option(10, "--max-bad-updates", min=1, help="Stop after this many updates in a row with a "
                                "non-finite loss or gradient norm (each one is skipped).")
 PRECISION = typer.Option("auto", "--precision", help="auto (bf16 on CUDA if supported, else fp16; fp32 on CPU), fp32, "
-                         "bf16 or fp16 (CUDA; dynamic loss scaling).")
+                         "bf16 (CUDA, or CPUs with avx512_bf16 or AMX) or fp16 (CUDA; dynamic loss scaling).")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 NUM_WORKERS = typer.Option(1, "--num-workers", min=0, help="DataLoader worker processes per training process.")
 THREADS = typer.Option(0, "--threads", min=0, help="CPU threads per process (0: torch's default, or cores / --nproc). "

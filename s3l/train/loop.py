@@ -68,7 +68,7 @@ class LoopConfig:
     clip_norm: float = 0.0  # 0: no clipping (the norm is still logged)
     weight_decay: float = 0.01
     adam_eps: float = 1e-6
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (the last two CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 CUDA only)
     valid_interval: int = 1000
     save_interval: int = 1000
     log_interval: int = 100
@@ -383,11 +383,11 @@ def _resume(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.am
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA or CPU; fp16 (with loss scaling) on CUDA only."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    if device.type != "cuda":
-        raise S3LError(f"--precision {precision} needs a CUDA device; use --precision fp32 on CPU")
     if precision not in ("bf16", "fp16"):
         raise S3LError(f"unknown --precision {precision!r} (fp32, bf16 or fp16)")
-    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
+    if precision == "fp16" and device.type != "cuda":
+        raise S3LError("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
