@@ -337,7 +337,7 @@ def test_synthetic_recipe_quick(tmp_path: Path) -> None:
     assert [int(n[:2]) for n in names] == list(range(17)), names
     # stages 3-11 ran in the two lanes (their lines reach the terminal and their logs)
     assert "(run.sh lane_hubert) stage 5: pretrain-hubert2" in proc.stderr
-    assert "(run.sh lane_others) stage 8: finetune-hubert1" in proc.stderr
+    assert "(run.sh lane_hubert) stage 8: finetune-hubert1" in proc.stderr
     assert "stage 10: finetune-wav2vec2" in (exp / "logs" / "lane_others.log").read_text()
     r = json.loads((exp / "results.json").read_text())
     assert r["wall_seconds"] < r["total_seconds"]  # the lanes overlapped

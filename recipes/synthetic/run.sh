@@ -17,7 +17,7 @@
 #    6 cluster-hubert2   k-means on layer $hubert2_layer of iteration 2 (for the unit analysis only)
 #    7 pretrain-wav2vec2 wav2vec 2.0 (tiny, contrastive)
 #    8-11 finetune-*     CTC on train-10min: hubert1, hubert2, wav2vec2, and a from-scratch baseline, one budget
-#   Stages 3-6 and 9 (lane_hubert) run beside 7, 11, 10 and 8 (lane_others), one CPU core each; each lane's
+#   Stages 3-6, 9 and 8 (lane_hubert) run beside 7, 11 and 10 (lane_others), one CPU core each; each lane's
 #   output is in EXP/logs/LANE.log and its stage lines are printed.
 #   12 decode            test: greedy, and lexicon beam search + 4-gram, LM weight / word score tuned on dev
 #   13 score             s3l score on test for every model and decoder
@@ -187,15 +187,19 @@ probe() {
     --out "$exp/probe/$name" --force "$@"
 }
 
-# Two probes at a time, one per core (each is single-threaded, like the lanes).
+# Two probes at a time, one per core (each is single-threaded, like the lanes): a model's probe takes ~75 s (half
+# extracting features, half fitting), MFCC's ~7 s, so the two queues take about the same time.
 probe_all() {
-  probe mfcc --feature mfcc &
-  probe random --random-init "$preset" &
+  (
+    probe mfcc --feature mfcc
+    probe wav2vec2 --checkpoint "$exp/wav2vec2/checkpoint_last.safetensors"
+    probe hubert2 --checkpoint "$exp/hubert2/checkpoint_last.safetensors"
+  ) &
+  (
+    probe random --random-init "$preset"
+    probe hubert1 --checkpoint "$exp/hubert1/checkpoint_last.safetensors"
+  ) &
   wait_all
-  probe wav2vec2 --checkpoint "$exp/wav2vec2/checkpoint_last.safetensors" &
-  probe hubert1 --checkpoint "$exp/hubert1/checkpoint_last.safetensors" &
-  wait_all
-  probe hubert2 --checkpoint "$exp/hubert2/checkpoint_last.safetensors"
 }
 
 results() {
@@ -203,8 +207,9 @@ results() {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
-# Stages 3-11 run in two lanes side by side, one CPU core each (run_lanes, recipes/common.sh): the HuBERT chain
-# and, beside it, wav2vec 2.0 and the fine-tunings that do not need HuBERT.
+# Stages 3-11 run in two lanes side by side, one CPU core each (run_lanes, recipes/common.sh): the HuBERT chain with
+# both HuBERT fine-tunings and, beside it, wav2vec 2.0, its fine-tuning and the baseline's (the lanes measured
+# ~1,050 s and ~1,010 s of work on an Intel Xeon; with finetune-hubert1 in the second lane, 865 s and 1,200 s).
 lane_hubert() {
   run_stage 3 pretrain-hubert1 pretrain hubert1 hubert "$hubert1_updates" --labels "$exp/km/mfcc"
   run_stage 4 cluster-hubert1 cluster_layer "hubert1-l$hubert1_layer" "$exp/hubert1/checkpoint_last.safetensors" \
@@ -214,15 +219,14 @@ lane_hubert() {
     "$hubert2_layer" dev
   run_stage 9 finetune-hubert2 finetune hubert2 --init "$exp/hubert2/checkpoint_last.safetensors" \
     --freeze-updates "$ft_freeze_updates"
+  run_stage 8 finetune-hubert1 finetune hubert1 --init "$exp/hubert1/checkpoint_last.safetensors" \
+    --freeze-updates "$ft_freeze_updates"
 }
 
 lane_others() {
   run_stage 7 pretrain-wav2vec2 pretrain wav2vec2 contrastive "$wav2vec2_updates"
   run_stage 11 finetune-scratch finetune scratch --from-scratch --preset "$preset"
   run_stage 10 finetune-wav2vec2 finetune wav2vec2 --init "$exp/wav2vec2/checkpoint_last.safetensors" \
-    --freeze-updates "$ft_freeze_updates"
-  wait_stage 3 8
-  run_stage 8 finetune-hubert1 finetune hubert1 --init "$exp/hubert1/checkpoint_last.safetensors" \
     --freeze-updates "$ft_freeze_updates"
 }
 
