@@ -40,7 +40,8 @@ def finetune(
                                "tiny-shaped checkpoint, else the papers')."),
     ft_preset: str = typer.Option("10min", "--ft-preset", help="Labelled-data preset 10min, 1h, 10h, 100h, 960h: "
                                   "masking and LayerDrop from wav2vec 2.0 Table 6, learning rate, updates and "
-                                  "freeze period from fairseq's base_*.yaml (tiny: a scaled CPU budget)."),
+                                  "freeze period from fairseq's base_*.yaml (tiny: a CPU budget, no freeze, "
+                                  "no LayerDrop)."),
     train_split: str = typer.Option("train-10min", "--train-split", help="Labelled training split."),
     valid_split: str = typer.Option("auto", "--valid-split", help="Split for dev WER (greedy decoding) and "
                                     "checkpoint_best; auto: dev if the data has it, else valid ('' for none)."),
