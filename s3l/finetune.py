@@ -344,7 +344,7 @@ def _announce(cfg: FinetuneConfig, model_cfg: Any, opt: Budget, precision: str, 
     """Print the effective configuration and write it to config.json."""
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
     from s3l.fileio import atomic_write_text
 
     run = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
@@ -369,7 +369,7 @@ def _announce(cfg: FinetuneConfig, model_cfg: Any, opt: Budget, precision: str, 
 def _print_summary(summary: dict[str, Any], cfg: FinetuneConfig) -> None:
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     rows = {"updates": summary["num_updates"], "skipped (non-finite)": summary["bad_updates"],
             f"best dev {summary['metric'].upper()} (checkpoint_best)": summary["best"],

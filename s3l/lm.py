@@ -285,7 +285,7 @@ def build_lm(cfg: LMConfig) -> dict:
 def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     table = Table(title=f"{summary['arpa']}: {summary['order']}-gram modified Kneser-Ney")
     for col in ("order", "n-grams", "D1", "D2", "D3+", "discounts"):

@@ -327,7 +327,7 @@ def _valid_split(data: Path, name: str | None, is_main: bool) -> str | None:
 
     chosen = resolve_valid_split(data, name)
     if is_main and name == "auto":
-        from s3l.cli.common import console_err
+        from s3l.console import console_err
 
         console_err.print(f"validating on {chosen} ({data / f'{chosen}.tsv'}; --valid-split to choose another)",
                           highlight=False)
@@ -357,7 +357,7 @@ def _prepare_out(cfg: PretrainConfig, is_main: bool) -> None:
         cfg.out.mkdir(parents=True, exist_ok=True)
         if not cfg.resume:
             if existing and not saved:
-                from s3l.cli.common import console_err
+                from s3l.console import console_err
 
                 console_err.print(f"note: {cfg.out} has no saved checkpoint (an earlier run stopped before its "
                                   f"first save): starting anew, replacing {', '.join(existing)}", highlight=False)
@@ -384,7 +384,7 @@ def _announce(cfg: PretrainConfig, model_cfg: Any, opt: Optimisation, precision:
     """Print the effective configuration and write it to config.json."""
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
     from s3l.fileio import atomic_write_text
 
     run = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "labels" else v)
@@ -405,7 +405,7 @@ def _announce(cfg: PretrainConfig, model_cfg: Any, opt: Optimisation, precision:
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     table = Table(title="pre-training done")
     table.add_column("")

@@ -11,7 +11,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from s3l.cli.common import console_err
+from s3l.console import console_err
 
 
 def progress(*extra_columns, disable: bool = False) -> Progress:

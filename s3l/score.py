@@ -193,7 +193,7 @@ def print_report(result: ScoreResult, title: str = "", worst: int = 5) -> None:
     """Rich tables: WER/CER with S/D/I, the most frequent word errors, and the worst utterances."""
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     t = Table(title=title or None)
     for col in ("", "error %", "sub", "del", "ins", "ref length"):

@@ -103,3 +103,32 @@ def test_prep_timit(tmp_path: Path) -> None:
     assert "warning:" in r.stderr and "standard dev/core-test speakers" in r.stderr
     assert (tmp_path / "out" / "test.phn").read_text() == "sil s s s\n"
     assert (tmp_path / "out" / "train.wrd").read_text() == "YES\n"
+
+
+def test_library_never_imports_the_cli() -> None:
+    """Only s3l/cli/ (and the entry point) import s3l.cli: a library user never loads typer or the commands."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "s3l"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent)
+        if rel.parts[1] == "cli" or rel.as_posix() == "s3l/__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{rel}:{node.lineno}" for n in names if n == "s3l.cli" or n.startswith("s3l.cli.")]
+    assert offenders == []
+    probe = ("import sys, s3l.train.loop, s3l.decode.run, s3l.analysis.run, s3l.progress; "
+             "print(sorted(m for m in sys.modules if m == 's3l.cli' or m.startswith(('s3l.cli.', 'typer'))))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+
+
+def test_help_imports_no_torch() -> None:
+    probe = ("import sys; from s3l.cli import app; from typer.main import get_command; "
+             "get_command(app).main(['--help'], standalone_mode=False); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("False")

@@ -25,8 +25,8 @@ from s3l.analysis.align import JointCounter, RateAlignment, align_pair
 from s3l.analysis.metrics import unit_quality
 from s3l.analysis.plots import plot_code_usage, plot_phone_given_unit
 from s3l.analysis.sweep import CHUNK_SECONDS, load_eval_split
-from s3l.cli.common import console
 from s3l.cluster.features import LayerExtractor, iter_features
+from s3l.console import console
 from s3l.errors import S3LError
 from s3l.fileio import atomic_write_text
 from s3l.progress import progress

@@ -21,7 +21,7 @@ from rich.table import Table
 from s3l.analysis.align import JointCounts, RateAlignment, count_files
 from s3l.analysis.metrics import unit_quality
 from s3l.analysis.plots import phone_display_order, plot_phone_given_unit
-from s3l.cli.common import console
+from s3l.console import console
 from s3l.errors import S3LError
 from s3l.fileio import atomic_open, atomic_write_text, check_overwrite
 

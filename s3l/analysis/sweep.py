@@ -22,8 +22,8 @@ from s3l.analysis.align import JointCounter, RateAlignment, align_pair, read_pho
 from s3l.analysis.metrics import mean_run_length, unit_quality
 from s3l.analysis.plots import plot_layer_sweep
 from s3l.audio import SAMPLE_RATE
-from s3l.cli.common import console
 from s3l.cluster.features import LayerExtractor
+from s3l.console import console
 from s3l.errors import S3LError
 from s3l.fileio import atomic_write_text
 from s3l.manifest import Manifest, load_split

@@ -11,7 +11,7 @@ from typing import NoReturn
 import typer
 from rich.markup import escape
 
-from s3l.cli.common import console_err
+from s3l.console import console_err
 from s3l.errors import S3LError
 
 app = typer.Typer(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from s3l.cli.common import NON_NEGATIVE, PERCENT, POSITIVE, console, csv_list
+from s3l.cli.common import NON_NEGATIVE, PERCENT, POSITIVE, csv_list
+from s3l.console import console
 from s3l.paths import writing_to
 
 

@@ -1,4 +1,4 @@
-"""Console objects and small option helpers shared by the command modules."""
+"""Small option helpers and option definitions shared by the command modules (the consoles: :mod:`s3l.console`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ from collections.abc import Callable
 from dataclasses import fields
 
 import typer
-from rich.console import Console
 
 from s3l.errors import S3LError
-
-console = Console()
-console_err = Console(stderr=True)
 
 
 def csv_list(value: str | None) -> list[str]:

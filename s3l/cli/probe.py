@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from s3l.cli.common import DEVICE, POSITIVE, THREADS, console, csv_list
+from s3l.cli.common import DEVICE, POSITIVE, THREADS, csv_list
+from s3l.console import console
 from s3l.errors import S3LError
 from s3l.paths import writing_to
 

@@ -51,7 +51,7 @@ def run_export(cfg: ExportConfig) -> list[Path]:
 def _print_summary(cfg: ExportConfig, model, files: list[Path]) -> None:
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     c = model.config
     t = Table(title=f"{cfg.model} -> {cfg.to}", show_header=False)

@@ -333,7 +333,7 @@ def _summary(cfg: DecodeConfig, info: distributed.DistInfo, split: Split, refs: 
 def _print(summary: dict, settings: dict, tune_report: dict | None) -> None:
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     if tune_report is not None:
         b = tune_report["best"]

@@ -202,7 +202,7 @@ def planned_outputs(plan: Plan, out: Path) -> list[Path]:
 
 def run(plan: Plan, opts: PrepOptions) -> PrepResult:
     """Validate, scan and write every split of ``plan`` into ``opts.out``; print and return the summary."""
-    from s3l.cli.common import console_err
+    from s3l.console import console_err
 
     out = Path(opts.out)
     for name, groups in plan.splits.items():
@@ -287,7 +287,7 @@ def show(result: PrepResult) -> None:
     """Print the summary table (stdout) and where skipped items were reported."""
     from rich.table import Table
 
-    from s3l.cli.common import console, console_err
+    from s3l.console import console, console_err
 
     table = Table(title=f"s3l prep {result.corpus}")
     for col in ("split", "utterances", "duration", "skipped"):

@@ -313,7 +313,7 @@ def _summary(cfg: SynthConfig, utts: dict[str, list[_Utt]], groups: dict[str, li
 def show(summary: dict, out: Path) -> None:
     from rich.table import Table
 
-    from s3l.cli.common import console
+    from s3l.console import console
 
     table = Table(title="s3l prep synth")
     for col in ("split", "utterances", "hours", "speakers", "words"):

@@ -28,7 +28,7 @@ from torch import nn
 
 from s3l import distributed
 from s3l.checkpoint import load_checkpoint, load_state, save_state
-from s3l.cli.common import console_err
+from s3l.console import console_err
 from s3l.errors import S3LError
 from s3l.progress import progress
 from s3l.train.data import Batch, Data, iterate, loader
