@@ -254,19 +254,15 @@ def label_rates(cfg: PretrainConfig) -> tuple[float, ...]:
     given = cfg.label_rate
     if given and len(given) not in (1, len(cfg.labels)):
         raise S3LError(f"--label-rate lists {len(given)} rates for {len(cfg.labels)} label directories")
+    from s3l.cluster.labels import recorded_label_rate
+
     rates = []
     for i, d in enumerate(cfg.labels):
         want = given[i if len(given) > 1 else 0] if given else None
-        recorded = None
-        meta = Path(d) / "labels.json"
-        if meta.is_file():
-            try:
-                recorded = float(json.loads(meta.read_text(encoding="utf-8"))["label_rate"])
-            except (ValueError, KeyError, TypeError):
-                raise S3LError(f"{meta}: no readable label_rate") from None
-        if recorded is not None and want is not None and abs(recorded - want) > 1e-6:
-            raise S3LError(f"--label-rate {want:g} contradicts {meta} (label_rate {recorded:g})")
-        rate = recorded if recorded is not None else want
+        recorded = recorded_label_rate(Path(d))
+        if recorded is not None and want is not None and abs(recorded[0] - want) > 1e-6:
+            raise S3LError(f"--label-rate {want:g} contradicts {recorded[1]} (label_rate {recorded[0]:g})")
+        rate = recorded[0] if recorded is not None else want
         if rate is None:
             raise S3LError(f"{d}: no labels.json says the label rate; pass --label-rate (100 for MFCC units, 50 for "
                            "transformer-layer units)")

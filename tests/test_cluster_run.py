@@ -14,7 +14,7 @@ import torch
 from s3l.checkpoint import read_metadata
 from s3l.cluster import ClusterConfig, run_cluster
 from s3l.cluster.features import mfcc, mfcc_frames
-from s3l.cluster.labels import load_kmeans
+from s3l.cluster.labels import load_kmeans, recorded_label_rate
 from s3l.errors import S3LError
 from s3l.manifest import read_dict, write_split
 
@@ -82,6 +82,23 @@ def test_mfcc_run_writes_label_files(data, fitted) -> None:
     assert meta["fit"]["split"] == "train" and meta["fit"]["utterances"] == 6
     assert summary["label_sets"][0]["used_clusters"] <= 8 and not (out / "feats").exists()
     assert json.loads((out / "summary.json").read_text())["splits"]["valid"]["utterances"] == 3
+
+
+def test_the_recorded_label_rate_has_one_reader(fitted, tmp_path) -> None:
+    """labels.json says the rate, else kmeans.safetensors; neither: None; a bad value names its file."""
+    out, _ = fitted
+    assert recorded_label_rate(out) == (100.0, out / "labels.json")
+    model_only = tmp_path / "model-only"
+    model_only.mkdir()
+    (model_only / "kmeans.safetensors").write_bytes((out / "kmeans.safetensors").read_bytes())
+    assert recorded_label_rate(model_only) == (100.0, model_only / "kmeans.safetensors")
+    assert recorded_label_rate(tmp_path) is None
+    (tmp_path / "labels.json").write_text(json.dumps({"label_rate": True, "files": {}}))
+    with pytest.raises(S3LError, match=r"labels.json: recorded label rate True is not a positive number of Hz"):
+        recorded_label_rate(tmp_path)
+    (tmp_path / "labels.json").write_text("[1, 2]")
+    with pytest.raises(S3LError, match=r"labels.json: not a labels.json written by `s3l cluster`"):
+        recorded_label_rate(tmp_path)
 
 
 def test_labels_are_nearest_centroids_of_direct_mfcc(data, fitted) -> None:

@@ -178,40 +178,19 @@ def write_joint_counts(path: Path, joint: JointCounts) -> None:
 
 def resolve_unit_rate(km_path: Path, given: int | None) -> tuple[int, str]:
     """The unit rate and where it came from: recorded by `s3l cluster` beside the .km, --unit-rate, or 50 Hz."""
-    recorded = recorded_label_rate(km_path)
+    from s3l.cluster.labels import recorded_label_rate
+
+    recorded = recorded_label_rate(km_path.parent)
     if recorded is not None:
-        rate, source = recorded
+        rate, source = int(recorded[0]), str(recorded[1])
+        if rate != recorded[0]:
+            raise S3LError(f"{source}: recorded label rate {recorded[0]:g} is not a whole number of Hz")
         if given is not None and given != rate:
             raise S3LError(f"--unit-rate {given} but {source} records a label rate of {rate} Hz for these units")
         return rate, source
     if given is not None:
         return given, "--unit-rate"
     return DEFAULT_UNIT_RATE, "default"
-
-
-def recorded_label_rate(km_path: Path) -> tuple[int, str] | None:
-    """The label rate `s3l cluster` recorded beside ``km_path`` (labels.json, else kmeans.safetensors) and where."""
-    from s3l.cluster.labels import LABELS_JSON, MODEL_FILE
-
-    info = km_path.parent / LABELS_JSON
-    model = km_path.parent / MODEL_FILE
-    if info.is_file():
-        try:
-            rate = json.loads(info.read_text(encoding="utf-8")).get("label_rate")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            raise S3LError(f"{info}: not a labels.json written by `s3l cluster`") from None
-        source = info
-    elif model.is_file():
-        from s3l.checkpoint import read_metadata
-
-        rate, source = read_metadata(model).get("label_rate"), model
-    else:
-        return None
-    if rate is None:
-        return None
-    if not isinstance(rate, (int, float)) or rate <= 0 or float(rate) != int(rate):
-        raise S3LError(f"{source}: recorded label rate {rate!r} is not a positive whole number of Hz")
-    return int(rate), str(source)
 
 
 def number_of_units(km_path: Path, info: dict[str, Any] | None) -> tuple[int, str] | None:

@@ -20,6 +20,7 @@ rerun may overwrite without ``--force``. Format 1 (s3l 0.1) listed no files and 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,6 +177,25 @@ def read_labels_json(path: Path) -> dict[str, Any]:
     if not isinstance(info, dict) or not isinstance(info.get("files", {}), dict):
         raise S3LError(f"{path}: not a labels.json written by `s3l cluster`")
     return info
+
+
+def recorded_label_rate(set_dir: Path) -> tuple[float, Path] | None:
+    """The label rate (Hz) `s3l cluster` recorded for the label set in ``set_dir`` and the file that says so:
+    labels.json, else kmeans.safetensors; None when neither records one (e.g. labels made by fairseq)."""
+    info, model = set_dir / LABELS_JSON, set_dir / MODEL_FILE
+    if info.is_file():
+        rate, source = read_labels_json(info).get("label_rate"), info
+    elif model.is_file():
+        from s3l.checkpoint import read_metadata
+
+        rate, source = read_metadata(model).get("label_rate"), model
+    else:
+        return None
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise S3LError(f"{source}: recorded label rate {rate!r} is not a positive number of Hz")
+    return float(rate), source
 
 
 def vouched_files(set_dir: Path) -> dict[str, dict]:
