@@ -17,7 +17,6 @@ reads (kind ``ctc``, vocabulary in its metadata).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,7 @@ class FinetuneConfig:
 def resolve(cfg: FinetuneConfig, base: Any) -> tuple[Any, Budget]:
     """The fine-tuning model config (from ``base``, the pre-trained or preset architecture) and the budget."""
     from s3l.models import finetune_preset
-    from s3l.pretrain import parse_model_args
+    from s3l.train.run import parse_model_args
 
     if cfg.preset:
         _preset_config(cfg.preset)  # unknown names: the models' own message
@@ -180,14 +179,13 @@ def read_vocab(data: Path) -> list[str]:
 def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune and return the summary (also written to ``summary.json``)."""
     from s3l import distributed
-    from s3l.fileio import atomic_write_text
     from s3l.manifest import load_split
     from s3l.models import CTCModel, load_model
-    from s3l.pretrain import _check_resume, _precision, _prepare_out, _valid_split
     from s3l.train.data import read_token_labels
     from s3l.train.log import seed_everything
-    from s3l.train.loop import LAST, LoopConfig, train
+    from s3l.train.loop import LoopConfig, train
     from s3l.train.optim import TriStageSchedule
+    from s3l.train.run import check_resume, choose_valid_split, prepare_out, resolve_precision, write_summary
 
     if (cfg.init is None) == (not cfg.from_scratch):
         raise S3LError("pass either --init CKPT (a pre-trained model) or --from-scratch --preset NAME")
@@ -198,17 +196,17 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     with distributed.process_group(cfg.device) as info:
         vocab = read_vocab(cfg.data)
         splits = {"train": load_split(cfg.data, cfg.train_split, ("ltr",))}
-        valid_name = _valid_split(cfg.data, cfg.valid_split, info.is_main)
+        valid_name = choose_valid_split(cfg.data, cfg.valid_split, info.is_main)
         if valid_name:
             splits["valid"] = load_split(cfg.data, valid_name, ("ltr",))
         letters = {k: read_token_labels(cfg.data / f"{s.manifest.source.stem}.ltr", s.manifest, vocab)
                    for k, s in splits.items()}
         pretrained = load_model(cfg.init) if cfg.init is not None else None
         model_cfg, opt = resolve(cfg, pretrained.config if pretrained is not None else _preset_config(cfg.preset))
-        precision = _precision(cfg.precision, info.device)
-        _prepare_out(cfg, info.is_main)
+        precision = resolve_precision(cfg.precision, info.device)
+        prepare_out(cfg.out, cfg.resume, cfg.force, info.is_main)
         if cfg.resume:
-            _check_resume(cfg.out / LAST, model_cfg)
+            check_resume(cfg.out, model_cfg)
         seed_everything(cfg.seed)  # the same output layer (and random backbone) in every process
         if pretrained is not None:
             model = CTCModel.from_pretrained(pretrained, vocab, model_cfg)
@@ -230,7 +228,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         summary = train(model, task, data["train"], data.get("valid"), loop_cfg, cfg.out, info)
         summary.update(init=init, ft_preset=cfg.ft_preset, data=report)
         if info.is_main:
-            atomic_write_text(cfg.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_summary(cfg.out, summary)
             _print_summary(summary, cfg)
         return summary
 
@@ -341,29 +339,14 @@ def _build_data(cfg: FinetuneConfig, opt: Budget, model: Any, splits: dict[str, 
 
 def _announce(cfg: FinetuneConfig, model_cfg: Any, opt: Budget, precision: str, info: Any,
               report: dict[str, Any]) -> None:
-    """Print the effective configuration and write it to config.json."""
-    from rich.table import Table
+    from s3l.train.run import announce
 
-    from s3l.console import console
-    from s3l.fileio import atomic_write_text
-
-    run = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
-    doc = {"finetune": run, "optimisation": dataclasses.asdict(opt), "precision": precision,
-           "world_size": info.world_size, "device": info.device, "data": report, "model": model_cfg.to_dict()}
-    atomic_write_text(cfg.out / "config.json", json.dumps(doc, indent=2) + "\n")
     title = f"s3l finetune ({cfg.init or 'from scratch, preset ' + str(cfg.preset)}; {cfg.ft_preset})"
-    table = Table(title=title, show_header=False)
-    for k, v in {**dataclasses.asdict(opt), "precision": precision, "processes": info.world_size,
-                 "device": info.device, **report}.items():
-        table.add_row(k, str(v))
-    for k in ("mask_prob", "mask_channel_prob", "encoder_layerdrop", "feature_grad_mult"):
-        table.add_row(f"model.{k}", str(getattr(model_cfg, k)))
-    console.print(table)
-    for k, n in report.items():
-        if k.endswith("targets_longer_than_frames"):
-            console.print(f"note: {n} {k.split('_')[0]} utterances have more letters than the model has frames "
-                          "(CTC cannot align them; zero_infinity makes their loss 0)")
-    console.print(f"effective configuration: {cfg.out / 'config.json'}")
+    notes = [f"note: {n} {k.split('_')[0]} utterances have more letters than the model has frames (CTC cannot align "
+             "them; zero_infinity makes their loss 0)" for k, n in report.items()
+             if k.endswith("targets_longer_than_frames")]
+    announce(cfg.out, "finetune", title, cfg, opt, precision, info, report, model_cfg,
+             ("mask_prob", "mask_channel_prob", "encoder_layerdrop", "feature_grad_mult"), notes)
 
 
 def _print_summary(summary: dict[str, Any], cfg: FinetuneConfig) -> None:

@@ -8,15 +8,11 @@ The run directory (``--out``) holds ``config.json`` (the effective configuration
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from s3l.errors import S3LError
-
-RUN_FILES = ("config.json", "train.jsonl", "valid.jsonl", "summary.json", "checkpoint_last.safetensors",
-             "checkpoint_last.state.safetensors", "checkpoint_last.state.pt", "checkpoint_best.safetensors")
 
 
 @dataclass(frozen=True)
@@ -115,6 +111,7 @@ class PretrainConfig:
 def resolve(cfg: PretrainConfig, label_rates: tuple[float, ...] = ()) -> tuple[Any, Optimisation]:
     """The effective model config and optimisation settings: the preset's, with the given overrides."""
     from s3l.models import preset
+    from s3l.train.run import parse_model_args
 
     if (cfg.preset, cfg.objective) not in OPTIMISATION:
         preset(cfg.preset, cfg.objective)  # raises the models' own message for unknown names
@@ -153,35 +150,15 @@ def annealed_temp(temp: tuple[float, float, float], updates: float) -> tuple[flo
     return t_max, t_min, (t_min / t_max) ** (1.0 / max(updates, 1.0))
 
 
-def parse_model_args(model: Any, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """``("dropout", "0.0")`` -> ``{"dropout": 0.0}``, typed after the field's current value."""
-    out: dict[str, Any] = {}
-    for key, text in pairs:
-        if key not in {f.name for f in fields(model)}:  # not hasattr: methods and properties are no fields
-            raise S3LError(f"--model-arg {key}: no such model config field")
-        cur = getattr(model, key)
-        try:
-            if isinstance(cur, bool):
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                out[key] = text.lower() in ("true", "1")
-            elif isinstance(cur, tuple):
-                out[key] = tuple(type(cur[0])(v) for v in text.split(",")) if cur else tuple(text.split(","))
-            else:
-                out[key] = type(cur)(text)
-        except ValueError:
-            raise S3LError(f"--model-arg {key}={text}: expected a value like {cur!r}") from None
-    return out
-
-
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pre-train and return the summary (also written to ``summary.json``)."""
     from s3l import distributed
     from s3l.manifest import load_split
     from s3l.models import build_pretrain_model
     from s3l.train.log import seed_everything
-    from s3l.train.loop import LAST, LoopConfig, train
+    from s3l.train.loop import LoopConfig, train
     from s3l.train.optim import LinearSchedule
+    from s3l.train.run import check_resume, choose_valid_split, prepare_out, resolve_precision, write_summary
 
     if cfg.objective not in ("contrastive", "hubert"):
         raise S3LError(f"--objective must be contrastive or hubert, got {cfg.objective!r}")
@@ -191,15 +168,15 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         raise S3LError("--objective hubert needs --labels DIR (unit files from `s3l cluster`)")
     with distributed.process_group(cfg.device) as info:
         train_split = load_split(cfg.data, cfg.train_split)
-        valid_name = _valid_split(cfg.data, cfg.valid_split, info.is_main)
+        valid_name = choose_valid_split(cfg.data, cfg.valid_split, info.is_main)
         valid_split = load_split(cfg.data, valid_name) if valid_name else None
         rates = label_rates(cfg)
         model_cfg, opt = resolve(cfg, rates)
-        precision = _precision(cfg.precision, info.device)
-        _prepare_out(cfg, info.is_main)
+        precision = resolve_precision(cfg.precision, info.device)
+        prepare_out(cfg.out, cfg.resume, cfg.force, info.is_main)
         train_data, valid_data, num_classes, report = _build_data(cfg, opt, rates, train_split, valid_split, info)
         if cfg.resume:
-            _check_resume(cfg.out / LAST, model_cfg)
+            check_resume(cfg.out, model_cfg)
         if info.is_main:
             _announce(cfg, model_cfg, opt, precision, info, report)
         seed_everything(cfg.seed)  # the same initial weights in every process
@@ -216,9 +193,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         summary = train(model, PretrainTask(), train_data, valid_data, loop_cfg, cfg.out, info)
         summary["objective"], summary["preset"] = cfg.objective, cfg.preset
         if info.is_main:
-            from s3l.fileio import atomic_write_text
-
-            atomic_write_text(cfg.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_summary(cfg.out, summary)
             _print_summary(summary, cfg.out)
         return summary
 
@@ -301,101 +276,13 @@ def _build_data(cfg: PretrainConfig, opt: Optimisation, rates: tuple[float, ...]
     return out[0], out[1], num_classes, report
 
 
-def _precision(precision: str, device: str) -> str:
-    """The precision a run uses. ``auto`` is fp32 on CPU, so that a CPU run gives the same numbers on every
-    machine; bf16 on CPU must be asked for (it pays on CPUs with avx512_bf16 or AMX, elsewhere it is emulated)."""
-    import torch
-
-    if precision == "auto":
-        if not device.startswith("cuda"):
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise S3LError(f"unknown --precision {precision!r} (auto, fp32, bf16 or fp16)")
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise S3LError("--precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
-    return precision
-
-
-def _valid_split(data: Path, name: str | None, is_main: bool) -> str | None:
-    """The validation split to use (``auto`` resolved), said on stderr when it was chosen for the user."""
-    from s3l.manifest import resolve_valid_split
-
-    chosen = resolve_valid_split(data, name)
-    if is_main and name == "auto":
-        from s3l.console import console_err
-
-        console_err.print(f"validating on {chosen} ({data / f'{chosen}.tsv'}; --valid-split to choose another)",
-                          highlight=False)
-    return chosen
-
-
-def _prepare_out(cfg: PretrainConfig, is_main: bool) -> None:
-    """A run directory holds a run once it has ``checkpoint_last`` and its state: only then does a plain
-    command refuse it (``--resume`` or ``--force``). Files of a run that stopped before its first save are
-    replaced, with a note."""
-    from s3l import distributed
-    from s3l.checkpoint import read_metadata
-    from s3l.train.loop import LAST, STATE, state_file
-
-    if cfg.out.exists() and not cfg.out.is_dir():
-        raise S3LError(f"{cfg.out}: --out exists and is not a directory")
-    saved = (cfg.out / LAST).is_file() and state_file(cfg.out) is not None
-    if cfg.resume and not saved:
-        raise S3LError(f"{cfg.out}: nothing to resume (no {LAST} with its {STATE}: no run was saved there); "
-                       "run without --resume to start anew")
-    if saved and not cfg.resume and not cfg.force:
-        update = read_metadata(cfg.out / LAST).get("num_updates")
-        raise S3LError(f"{cfg.out}: holds a run saved at update {update}; pass --resume to continue it or --force "
-                       "to start over")
-    existing = [n for n in RUN_FILES if (cfg.out / n).exists()]
-    if is_main:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume:
-            if existing and not saved:
-                from s3l.console import console_err
-
-                console_err.print(f"note: {cfg.out} has no saved checkpoint (an earlier run stopped before its "
-                                  f"first save): starting anew, replacing {', '.join(existing)}", highlight=False)
-            for n in existing:
-                (cfg.out / n).unlink()
-    distributed.barrier()
-
-
-def _check_resume(last: Path, model_cfg: Any) -> None:
-    from s3l.checkpoint import read_metadata
-
-    if not last.is_file():
-        return  # the loop names what is missing
-    saved = read_metadata(last).get("config", {})
-    now = model_cfg.to_dict()
-    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if diff:
-        raise S3LError(f"{last}: the model config differs from this command's in {', '.join(diff)}; resume with "
-                       "the same --preset and model options")
-
-
 def _announce(cfg: PretrainConfig, model_cfg: Any, opt: Optimisation, precision: str, info: Any,
               report: dict[str, Any]) -> None:
-    """Print the effective configuration and write it to config.json."""
-    from rich.table import Table
+    from s3l.train.run import announce
 
-    from s3l.console import console
-    from s3l.fileio import atomic_write_text
-
-    run = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "labels" else v)
-           for k, v in dataclasses.asdict(cfg).items()}
-    doc = {"pretrain": run, "optimisation": dataclasses.asdict(opt), "precision": precision,
-           "world_size": info.world_size, "device": info.device, "data": report, "model": model_cfg.to_dict()}
-    atomic_write_text(cfg.out / "config.json", json.dumps(doc, indent=2) + "\n")
-    table = Table(title=f"s3l pretrain ({cfg.objective}, preset {cfg.preset})", show_header=False)
-    for k, v in {**dataclasses.asdict(opt), "precision": precision, "processes": info.world_size,
-                 "device": info.device, **report}.items():
-        table.add_row(k, str(v))
-    for k in ("encoder_layers", "encoder_embed_dim", "mask_prob", "mask_length", "encoder_layerdrop"):
-        table.add_row(f"model.{k}", str(getattr(model_cfg, k)))
-    console.print(table)
-    console.print(f"effective configuration: {cfg.out / 'config.json'}")
+    shown = ("encoder_layers", "encoder_embed_dim", "mask_prob", "mask_length", "encoder_layerdrop")
+    announce(cfg.out, "pretrain", f"s3l pretrain ({cfg.objective}, preset {cfg.preset})", cfg, opt, precision, info,
+             report, model_cfg, shown)
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
