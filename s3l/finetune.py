@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from s3l.errors import S3LError
+from s3l.train.run import RunSettings
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ def budget(model_preset: str, ft_preset: str) -> Budget:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Everything ``s3l finetune`` needs. ``None`` means "the preset's value" (see :func:`resolve`)."""
+class FinetuneConfig(RunSettings):
+    """Everything ``s3l finetune`` needs, beyond the :class:`~s3l.train.run.RunSettings` both trainers share.
+    ``None`` means "the preset's value" (see :func:`resolve`)."""
 
     data: Path  # directory with {split}.tsv, {split}.ltr and dict.ltr.txt
     out: Path  # run directory
@@ -90,33 +92,15 @@ class FinetuneConfig:
     preset: str | None = None  # architecture for --from-scratch; optimisation defaults (tiny = CPU demo)
     ft_preset: str = "10min"  # masking / LayerDrop (wav2vec 2.0 Table 6) and budget (fairseq base_*.yaml)
     train_split: str = "train-10min"
-    valid_split: str | None = "auto"  # auto: dev if present, else valid; None: no validation (no checkpoint_best)
     # model overrides (fairseq mask_prob convention: mask_prob = p * mask_length)
     mask_prob: float | None = None
     mask_channel_prob: float | None = None
     layerdrop: float | None = None
-    model_args: tuple[tuple[str, str], ...] = ()
     # optimisation overrides
-    lr: float | None = None
-    max_updates: int | None = None
     freeze_updates: int | None = None
-    max_tokens: int | None = None
-    update_freq: int | None = None
-    clip_norm: float | None = None
-    valid_interval: int | None = None
-    save_interval: int | None = None
-    log_interval: int | None = None
     best_metric: str | None = None  # wer | cer | loss
     max_sample_size: int | None = None  # skip longer training utterances (default: max_tokens)
     min_sample_size: int = 0
-    max_bad_updates: int = 10
-    seed: int = 1
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    device: str = "auto"
-    num_workers: int = 1
-    threads: int = 0  # CPU threads per process (0: torch's default, or cores / processes under torchrun)
-    resume: bool = False
-    force: bool = False
 
 
 def resolve(cfg: FinetuneConfig, base: Any) -> tuple[Any, Budget]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from s3l.errors import S3LError
+from s3l.train.run import RunSettings
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,14 @@ OPTIMISATION: dict[tuple[str, str], Optimisation] = {
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """Everything ``s3l pretrain`` needs. ``None`` means "the preset's value" (see :func:`resolve`)."""
+class PretrainConfig(RunSettings):
+    """Everything ``s3l pretrain`` needs, beyond the :class:`~s3l.train.run.RunSettings` both trainers share.
+    ``None`` means "the preset's value" (see :func:`resolve`)."""
 
     objective: str  # "contrastive" or "hubert"
     data: Path  # directory with {train_split}.tsv and {valid_split}.tsv
     out: Path  # run directory
     train_split: str = "train"
-    valid_split: str | None = "auto"  # auto: dev if present, else valid; None: no validation (no checkpoint_best)
     preset: str = "base"
     labels: tuple[Path, ...] = ()  # HuBERT label directories ({split}.km, dict.km.txt, labels.json)
     label_rate: tuple[float, ...] = ()  # Hz per label set (or one for all) when labels.json does not say
@@ -83,29 +84,12 @@ class PretrainConfig:
     mask_prob: float | None = None
     mask_length: int | None = None
     masked_weight: float | None = None
-    model_args: tuple[tuple[str, str], ...] = ()  # any other ModelConfig field, as strings
     # optimisation overrides
-    lr: float | None = None
     warmup_updates: int | None = None
-    max_updates: int | None = None
-    max_tokens: int | None = None
     max_sample_size: int | None = None
     min_sample_size: int | None = None
-    clip_norm: float | None = None
-    update_freq: int | None = None
     temp_floor_at: float | None = None  # contrastive: Gumbel tau at its floor after this fraction of max_updates
-    valid_interval: int | None = None
-    save_interval: int | None = None
-    log_interval: int | None = None
     weight_decay: float = 0.01
-    max_bad_updates: int = 10
-    seed: int = 1
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    device: str = "auto"
-    num_workers: int = 1
-    threads: int = 0  # CPU threads per process (0: torch's default, or cores / processes under torchrun)
-    resume: bool = False
-    force: bool = False
 
 
 def resolve(cfg: PretrainConfig, label_rates: tuple[float, ...] = ()) -> tuple[Any, Optimisation]:

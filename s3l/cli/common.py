@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import fields
+from types import SimpleNamespace
 
 import typer
 
@@ -85,3 +86,27 @@ THREADS = typer.Option(0, "--threads", min=0, help="CPU threads per process (0: 
                        "On a machine shared with other jobs, 1 is often several times faster.")
 NPROC = typer.Option(1, "--nproc", help="Training processes on this machine (torch.distributed; the same as running "
                      "under torchrun).")
+
+
+def training_options(preset_flag: str) -> SimpleNamespace:
+    """The options `s3l pretrain` and `s3l finetune` share (``preset_flag``: the flag whose preset fills a default
+    left unset, named in the help)."""
+    d = f"(default: the {preset_flag}'s value)"
+    return SimpleNamespace(
+        out=typer.Option(..., "--out", "-o", help="Run directory: config.json, train.jsonl, valid.jsonl, "
+                         "checkpoint_{last,best}.safetensors, checkpoint_last.state.safetensors, summary.json."),
+        model_arg=typer.Option([], "--model-arg", help="Any model config field, KEY=VALUE (repeatable), e.g. "
+                               "--model-arg encoder_layerdrop=0.1."),
+        max_updates=typer.Option(None, "--max-updates", help="Updates to train for (the learning rate "
+                                 "schedule ends there). " + d),
+        update_freq=typer.Option(None, "--update-freq", help="Micro-batches per update (gradient "
+                                 "accumulation; emulates that many times more GPUs). " + d),
+        clip_norm=typer.Option(None, "--clip-norm", callback=NON_NEGATIVE, help="Clip the gradient norm to this "
+                               "(0 = no clipping). " + d),
+        save_interval=typer.Option(None, "--save-interval", help="Write checkpoint_last every N updates. " + d),
+        log_interval=typer.Option(None, "--log-interval", help="Write a train.jsonl record every N updates. "
+                                  + d),
+        resume=typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last."),
+        force=typer.Option(False, "--force", help="Start over in an --out that holds a run (its files are "
+                           "deleted)."),
+    )

@@ -10,7 +10,6 @@ from s3l.cli.common import (
     BELOW_ONE,
     DEVICE,
     MAX_BAD_UPDATES,
-    NON_NEGATIVE,
     NPROC,
     NUM_WORKERS,
     POSITIVE,
@@ -18,16 +17,17 @@ from s3l.cli.common import (
     PROBABILITY,
     THREADS,
     model_args,
+    training_options,
 )
 from s3l.paths import writing_to
 
 _PRESET = "(default: the --ft-preset's value)"
+T = training_options("--ft-preset")
 
 
 def finetune(
     data: Path = typer.Option(..., "--data", help="Directory with {split}.tsv, {split}.ltr and dict.ltr.txt."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: config.json, train.jsonl, valid.jsonl, "
-                             "checkpoint_{last,best}.safetensors, checkpoint_last.state.safetensors, summary.json."),
+    out: Path = T.out,
     init: Path = typer.Option(None, "--init", help="Pre-trained model to fine-tune: an s3l checkpoint "
                               "(pre-training or CTC), a fairseq .pt or a Hugging Face directory. A new, randomly "
                               "initialised output layer is put on its backbone."),
@@ -53,11 +53,10 @@ def finetune(
                                             "10min). " + _PRESET),
     layerdrop: float = typer.Option(None, "--layerdrop", callback=BELOW_ONE, help="Probability of skipping a "
                                     "transformer block. " + _PRESET),
-    model_arg: list[str] = typer.Option([], "--model-arg", help="Any model config field, KEY=VALUE "
-                                        "(repeatable), e.g. --model-arg final_dropout=0.1."),
+    model_arg: list[str] = T.model_arg,
     lr: float = typer.Option(None, "--lr", callback=POSITIVE, help="Peak learning rate of the tri-stage schedule (10 % "
                              "warm-up from 0.01 x lr, 40 % hold, 50 % exponential decay to 0.05 x lr). " + _PRESET),
-    max_updates: int = typer.Option(None, "--max-updates", help="Updates to train for. " + _PRESET),
+    max_updates: int = T.max_updates,
     freeze_updates: int = typer.Option(None, "--freeze-updates", help="Updates during which only the output layer "
                                        "trains. " + _PRESET + "; 0 with --from-scratch."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Audio samples per batch and process, padding "
@@ -66,15 +65,11 @@ def finetune(
                                         "(reported; default: --max-tokens)."),
     min_sample_size: int = typer.Option(0, "--min-sample-size", min=0, help="Skip shorter training utterances "
                                         "(reported)."),
-    update_freq: int = typer.Option(None, "--update-freq", help="Micro-batches per update (gradient accumulation; "
-                                    "emulates that many times more GPUs). " + _PRESET),
-    clip_norm: float = typer.Option(None, "--clip-norm", callback=NON_NEGATIVE, help="Clip the gradient norm (0 = no "
-                                    "clipping). " + _PRESET),
+    update_freq: int = T.update_freq,
+    clip_norm: float = T.clip_norm,
     valid_interval: int = typer.Option(None, "--valid-interval", help="Dev WER every N updates. " + _PRESET),
-    save_interval: int = typer.Option(None, "--save-interval", help="Write checkpoint_last every N updates. "
-                                      + _PRESET),
-    log_interval: int = typer.Option(None, "--log-interval", help="A train.jsonl record every N updates. "
-                                     + _PRESET),
+    save_interval: int = T.save_interval,
+    log_interval: int = T.log_interval,
     best_metric: str = typer.Option(None, "--best-metric", help="Dev metric that selects checkpoint_best: wer, "
                                     "cer (greedy decoding) or loss (CTC). " + _PRESET + "; wer, tiny: cer."),
     max_bad_updates: int = MAX_BAD_UPDATES,
@@ -84,9 +79,8 @@ def finetune(
     num_workers: int = NUM_WORKERS,
     threads: int = THREADS,
     nproc: int = NPROC,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last."),
-    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run (its files are "
-                               "deleted)."),
+    resume: bool = T.resume,
+    force: bool = T.force,
 ) -> None:
     """Fine-tune a pre-trained (or, as a baseline, random) model with CTC on letters; keep the best by dev WER."""
     from s3l.distributed import maybe_relaunch

@@ -20,17 +20,18 @@ from s3l.cli.common import (
     THREADS,
     csv_list,
     model_args,
+    training_options,
 )
 from s3l.paths import writing_to
 
 _PRESET = "(default: the --preset's value)"
+T = training_options("--preset")
 
 
 def pretrain(
     objective: str = typer.Option(..., "--objective", help="contrastive (wav2vec 2.0) or hubert."),
     data: Path = typer.Option(..., "--data", help="Directory with the {split}.tsv manifests."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: config.json, train.jsonl, valid.jsonl, "
-                             "checkpoint_{last,best}.safetensors, checkpoint_last.state.safetensors, summary.json."),
+    out: Path = T.out,
     train_split: str = typer.Option("train", "--train-split", help="Training split."),
     valid_split: str = typer.Option("auto", "--valid-split", help="Validation split; auto: dev if the data has "
                                     "it, else valid ('' for none: then no validation and no checkpoint_best)."),
@@ -47,13 +48,11 @@ def pretrain(
     mask_length: int = typer.Option(None, "--mask-length", help="Span length M in frames. " + _PRESET),
     masked_weight: float = typer.Option(None, "--masked-weight", callback=PROBABILITY, help="HuBERT alpha in "
                                         "L = alpha Lm + (1 - alpha) Lu (1.0 = masked frames only). " + _PRESET),
-    model_arg: list[str] = typer.Option([], "--model-arg", help="Any model config field, KEY=VALUE "
-                                        "(repeatable), e.g. --model-arg encoder_layerdrop=0.1."),
+    model_arg: list[str] = T.model_arg,
     lr: float = typer.Option(None, "--lr", callback=POSITIVE, help="Peak learning rate. " + _PRESET),
     warmup_updates: int = typer.Option(None, "--warmup-updates", help="Linear warm-up updates (default: the "
                                        "preset's, or 8 % of --max-updates when that is given)."),
-    max_updates: int = typer.Option(None, "--max-updates", help="Updates to train for (the learning rate "
-                                    "decays linearly to 0 there). " + _PRESET),
+    max_updates: int = T.max_updates,
     temp_floor_at: float = typer.Option(None, "--temp-floor-at", callback=FRACTION, help="Contrastive: the "
                                         "Gumbel temperature reaches its floor after this fraction of --max-updates "
                                         "(default: tiny 0.69, as BASE's decay over 400k updates; the papers' models "
@@ -64,17 +63,13 @@ def pretrain(
                                         "samples. " + _PRESET),
     min_sample_size: int = typer.Option(None, "--min-sample-size", min=0, help="Skip utterances shorter than this many "
                                         "samples (reported). " + _PRESET),
-    update_freq: int = typer.Option(None, "--update-freq", help="Micro-batches per update (gradient "
-                                    "accumulation; emulates that many times more GPUs). " + _PRESET),
-    clip_norm: float = typer.Option(None, "--clip-norm", callback=NON_NEGATIVE, help="Clip the gradient norm to "
-                                    "this (0 = no clipping). " + _PRESET),
+    update_freq: int = T.update_freq,
+    clip_norm: float = T.clip_norm,
     weight_decay: float = typer.Option(0.01, "--weight-decay", callback=NON_NEGATIVE,
                                        help="Decoupled (AdamW) weight decay."),
     valid_interval: int = typer.Option(None, "--valid-interval", help="Validate every N updates. " + _PRESET),
-    save_interval: int = typer.Option(None, "--save-interval", help="Write checkpoint_last every N updates. "
-                                      + _PRESET),
-    log_interval: int = typer.Option(None, "--log-interval", help="Write a train.jsonl record every N updates. "
-                                     + _PRESET),
+    save_interval: int = T.save_interval,
+    log_interval: int = T.log_interval,
     max_bad_updates: int = MAX_BAD_UPDATES,
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the weights, batch order, crops, masks and dropout."),
     precision: str = PRECISION,
@@ -82,9 +77,8 @@ def pretrain(
     num_workers: int = NUM_WORKERS,
     threads: int = THREADS,
     nproc: int = NPROC,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoint_last."),
-    force: bool = typer.Option(False, "--force", help="Start over in an --out that holds a run (its files are "
-                               "deleted)."),
+    resume: bool = T.resume,
+    force: bool = T.force,
 ) -> None:
     """Pre-train wav2vec 2.0 (contrastive) or HuBERT on unlabelled audio."""
     from s3l.distributed import maybe_relaunch

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,30 @@ from s3l.errors import S3LError
 
 RUN_FILES = ("config.json", "train.jsonl", "valid.jsonl", "summary.json", "checkpoint_last.safetensors",
              "checkpoint_last.state.safetensors", "checkpoint_last.state.pt", "checkpoint_best.safetensors")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """The settings both training commands share; their configs extend it. ``None`` means "the preset's value"."""
+
+    valid_split: str | None = "auto"  # auto: dev if present, else valid; None: no validation (no checkpoint_best)
+    model_args: tuple[tuple[str, str], ...] = ()  # any other ModelConfig field, as strings
+    lr: float | None = None
+    max_updates: int | None = None
+    max_tokens: int | None = None
+    update_freq: int | None = None
+    clip_norm: float | None = None
+    valid_interval: int | None = None
+    save_interval: int | None = None
+    log_interval: int | None = None
+    max_bad_updates: int = 10
+    seed: int = 1
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    device: str = "auto"
+    num_workers: int = 1
+    threads: int = 0  # CPU threads per process (0: torch's default, or cores / processes under torchrun)
+    resume: bool = False
+    force: bool = False
 
 
 def resolve_precision(precision: str, device: str) -> str:
