@@ -146,20 +146,6 @@ def _shape(m: Any) -> tuple:
     return (m.conv_dim, m.encoder_layers, m.encoder_embed_dim, m.encoder_ffn_embed_dim, m.encoder_attention_heads)
 
 
-def read_vocab(data: Path) -> list[str]:
-    """``["<blank>", *symbols of DIR/dict.ltr.txt]``; the dictionary needs the word boundary ``|``."""
-    from s3l.decode.ctc import BLANK, check_vocab
-    from s3l.manifest import read_dict
-
-    path = Path(data) / "dict.ltr.txt"
-    symbols = read_dict(path)
-    if BLANK in symbols:
-        raise S3LError(f"{path}: lists {BLANK!r}, which s3l adds itself as the CTC blank (index 0)")
-    vocab = [BLANK, *symbols]
-    check_vocab(vocab, path)
-    return vocab
-
-
 def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune and return the summary (also written to ``summary.json``)."""
     from s3l import distributed
@@ -170,6 +156,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from s3l.train.loop import LoopConfig, train
     from s3l.train.optim import TriStageSchedule
     from s3l.train.run import check_resume, choose_valid_split, prepare_out, resolve_precision, write_summary
+    from s3l.vocab import letter_vocab
 
     if (cfg.init is None) == (not cfg.from_scratch):
         raise S3LError("pass either --init CKPT (a pre-trained model) or --from-scratch --preset NAME")
@@ -178,7 +165,7 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if cfg.init is not None and not Path(cfg.init).exists():
         raise S3LError(f"{cfg.init}: --init model not found")
     with distributed.process_group(cfg.device) as info:
-        vocab = read_vocab(cfg.data)
+        vocab = letter_vocab(cfg.data)
         splits = {"train": load_split(cfg.data, cfg.train_split, ("ltr",))}
         valid_name = choose_valid_split(cfg.data, cfg.valid_split, info.is_main)
         if valid_name:

@@ -1,4 +1,5 @@
-"""CTC vocabulary checks, greedy decoding, and the ``beam`` decoder: pyctcdecode's beam search with a KenLM model.
+"""Greedy decoding, the LM's word list, the Viterbi alignment of a hypothesis, and the ``beam`` decoder: pyctcdecode's
+beam search with a KenLM model.
 
 An emission is a ``(T, V)`` array of log-probabilities over the model vocabulary: ``vocab[0] == "<blank>"``, the
 other symbols those of ``dict.ltr.txt`` with ``|`` the word boundary (see :mod:`s3l.decode.decoder`).
@@ -18,17 +19,7 @@ import numpy as np
 
 from s3l.decode.decoder import Hypothesis, SearchOptions
 from s3l.errors import S3LError
-
-BLANK = "<blank>"
-WORD_SEP = "|"
-
-
-def check_vocab(vocab: Sequence[str], source: str | Path = "model") -> None:
-    """The model vocabulary must start with the CTC blank and contain the word boundary ``|``."""
-    if not vocab or vocab[0] != BLANK:
-        raise S3LError(f"{source}: vocabulary must start with {BLANK!r} (the CTC blank), got {list(vocab[:3])}")
-    if WORD_SEP not in vocab:
-        raise S3LError(f"{source}: vocabulary has no word boundary symbol {WORD_SEP!r}")
+from s3l.vocab import BLANK, WORD_SEP, check_vocab
 
 
 def greedy(emission: np.ndarray, vocab: Sequence[str]) -> str:

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from s3l.errors import S3LError
+from s3l.vocab import WORD_SEP
 
 DECODERS = ("greedy", "beam", "lexicon")
 
@@ -140,7 +141,7 @@ def make_decoder(name: str | None, vocab: Sequence[str], options: SearchOptions,
                  unigrams: Path | None = None, lexicon: Path | None = None) -> Decoder:
     """Build decoder ``name`` (see :func:`choose`) for ``vocab``. ``lexicon`` (a wav2letter lexicon file) is for
     ``lexicon`` only; without it that decoder spells the words of ``unigrams`` or of the LM's 1-grams."""
-    from s3l.decode.ctc import check_vocab
+    from s3l.vocab import check_vocab
 
     check_vocab(vocab)
     name, options = choose(name, options, lm, lexicon)
@@ -183,7 +184,7 @@ def path_hypothesis(path: np.ndarray, vocab: Sequence[str]) -> Hypothesis:
 
     Repeats collapse unless a blank separates them; ``|`` (and the end of the path) closes a word.
     """
-    sep = list(vocab).index("|")
+    sep = list(vocab).index(WORD_SEP)
     words: list[str] = []
     spans: list[tuple[int, int]] = []
     letters: list[str] = []

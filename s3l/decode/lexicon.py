@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from s3l.decode.ctc import BLANK, WORD_SEP, check_vocab, lm_unigrams
+from s3l.decode.ctc import lm_unigrams
 from s3l.decode.decoder import Hypothesis, SearchOptions
 from s3l.errors import S3LError, where
+from s3l.vocab import BLANK, WORD_SEP, check_vocab
 
 UNK = "<unk>"
 _SPECIAL = ("<s>", "</s>", UNK)

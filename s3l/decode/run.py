@@ -25,7 +25,6 @@ import numpy as np
 
 from s3l import distributed
 from s3l.audio import SAMPLE_RATE
-from s3l.decode.ctc import check_vocab
 from s3l.decode.ctm import write_ctm
 from s3l.decode.decoder import Decoder, Hypothesis, SearchOptions, choose, make_decoder
 from s3l.decode.emissions import Emissions, emissions_path, frame_seconds, load_emissions, save_emissions
@@ -34,6 +33,7 @@ from s3l.errors import S3LError
 from s3l.fileio import atomic_write_lines, atomic_write_text, check_overwrite, require_file
 from s3l.manifest import Split, load_split, split_files
 from s3l.progress import progress
+from s3l.vocab import check_vocab
 
 SUMMARY_VERSION = 2
 

@@ -16,18 +16,7 @@ from torch import nn
 from s3l.errors import S3LError
 from s3l.models.backbone import Backbone
 from s3l.models.config import ModelConfig
-
-BLANK = "<blank>"
-
-
-def check_vocab(vocab: list[str]) -> list[str]:
-    vocab = list(vocab)
-    if len(vocab) < 2 or vocab[0] != BLANK:
-        raise S3LError(f"a CTC vocabulary starts with {BLANK!r} followed by at least one symbol")
-    if len(set(vocab)) != len(vocab):
-        dup = next(s for s in vocab if vocab.count(s) > 1)
-        raise S3LError(f"CTC vocabulary has the symbol {dup!r} twice")
-    return vocab
+from s3l.vocab import check_vocab
 
 
 class CTCModel(nn.Module):
@@ -36,7 +25,7 @@ class CTCModel(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab: list[str]) -> None:
         super().__init__()
         self.config = cfg
-        self.vocab = check_vocab(vocab)
+        self.vocab = check_vocab(vocab, words=False)
         self.backbone = Backbone(cfg)
         self.final_dropout = nn.Dropout(cfg.final_dropout)
         self.proj = nn.Linear(cfg.encoder_embed_dim, len(self.vocab))
