@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from s3l.errors import S3LError
-from s3l.models import build_pretrain_model, check_label_length, preset
+from s3l.models import build_pretrain_model, preset
 from s3l.models.hubert import align_labels, label_logits
 from s3l.models.quantizer import GumbelVectorQuantizer, diversity_loss, gumbel_softmax_st
 from s3l.models.wav2vec2 import contrastive_accuracy, contrastive_logits, sample_negatives
@@ -197,13 +197,6 @@ def test_label_rate_mapping_100hz_and_50hz():
     assert f.shape[2] == 95 and n.tolist() == [95, 80] and short[0, -1].item() == 188
     f, _, _ = align_labels(feats, frames, [torch.arange(97).repeat(2, 1)], [1.0])
     assert f.shape[2] == 97
-
-
-def test_check_label_length():
-    check_label_length(32000, 200, 100.0, "a.wav")  # 2 s, 2 s
-    check_label_length(32000, 99, 50.0, "a.wav")  # off by one 50 Hz frame: fine
-    with pytest.raises(S3LError, match="utt7"):
-        check_label_length(32000, 100, 100.0, "utt7")  # 1 s of labels for 2 s of audio (50 Hz labels as 100 Hz)
 
 
 def test_label_logits_hand_computed():

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from s3l.models.config import FinetunePreset, ModelConfig, finetune_preset, preset
     from s3l.models.ctc import CTCModel
     from s3l.models.feature_encoder import encoder_frames
-    from s3l.models.hubert import HubertModel, check_label_length
+    from s3l.models.hubert import HubertModel
     from s3l.models.io import build_pretrain_model, load_model, save_model
     from s3l.models.masking import compute_mask_indices
     from s3l.models.wav2vec2 import Wav2Vec2Model
@@ -33,7 +33,6 @@ _EXPORTS = {
     "PretrainOutput": "backbone",
     "Wav2Vec2Model": "wav2vec2",
     "HubertModel": "hubert",
-    "check_label_length": "hubert",
     "CTCModel": "ctc",
     "build_pretrain_model": "io",
     "save_model": "io",
@@ -49,7 +48,6 @@ __all__ = [
     "PretrainOutput",
     "Wav2Vec2Model",
     "build_pretrain_model",
-    "check_label_length",
     "compute_mask_indices",
     "encoder_frames",
     "finetune_preset",

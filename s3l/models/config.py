@@ -282,8 +282,6 @@ class FinetunePreset:
     mask_prob: float  # fairseq convention: Table 6's start probability p times mask_length
     mask_channel_prob: float  # Table 6's channel start probability times mask_channel_length
     encoder_layerdrop: float
-    updates: int  # Table 6 (BASE)
-    freeze_updates: int  # updates during which only the output layer trains (fairseq freeze_finetune_updates)
     mask_length: int = 10
     mask_channel_length: int = 64
     overrides: dict[str, Any] = field(default_factory=dict)  # other ModelConfig fields fairseq changes for fine-tuning
@@ -313,26 +311,25 @@ _FT_OVERRIDES = {
 }
 
 
-def _ft(name: str, p_time: float, p_channel: float, layerdrop: float, updates: int, freeze: int) -> FinetunePreset:
+def _ft(name: str, p_time: float, p_channel: float, layerdrop: float) -> FinetunePreset:
     return FinetunePreset(
         name=name,
         mask_prob=round(p_time * 10, 6),
         mask_channel_prob=round(p_channel * 64, 6),
         encoder_layerdrop=layerdrop,
-        updates=updates,
-        freeze_updates=freeze,
         overrides=dict(_FT_OVERRIDES),
     )
 
 
-# wav2vec 2.0 Appendix B, Table 6: time-step and channel mask start probabilities and updates per labelled set;
-# LayerDrop and the freeze period as in fairseq's examples/wav2vec/config/finetuning/base_*.yaml.
+# wav2vec 2.0 Appendix B, Table 6: time-step and channel mask start probabilities per labelled set; LayerDrop as in
+# fairseq's examples/wav2vec/config/finetuning/base_*.yaml. The updates, learning rate and freeze period of each set
+# (the optimisation budget) are in s3l/finetune.py.
 FINETUNE_PRESETS: dict[str, FinetunePreset] = {
-    "10min": _ft("10min", 0.075, 0.008, 0.1, 12_000, 10_000),
-    "1h": _ft("1h", 0.075, 0.004, 0.1, 13_000, 10_000),
-    "10h": _ft("10h", 0.065, 0.004, 0.05, 20_000, 10_000),
-    "100h": _ft("100h", 0.05, 0.008, 0.1, 50_000, 0),
-    "960h": _ft("960h", 0.05, 0.0016, 0.1, 320_000, 0),
+    "10min": _ft("10min", 0.075, 0.008, 0.1),
+    "1h": _ft("1h", 0.075, 0.004, 0.1),
+    "10h": _ft("10h", 0.065, 0.004, 0.05),
+    "100h": _ft("100h", 0.05, 0.008, 0.1),
+    "960h": _ft("960h", 0.05, 0.0016, 0.1),
 }
 
 

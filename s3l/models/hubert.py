@@ -22,19 +22,6 @@ from s3l.models.backbone import Backbone, PretrainOutput
 from s3l.models.config import ModelConfig
 
 
-def check_label_length(
-    num_samples: int, num_labels: int, label_rate: float, where: str, tolerance_s: float = 0.1
-) -> None:
-    """Raise :class:`S3LError` naming ``where`` if labels and audio durations differ by more than ``tolerance_s``."""
-    audio_s = num_samples / SAMPLE_RATE
-    label_s = num_labels / label_rate
-    if abs(audio_s - label_s) > tolerance_s:
-        raise S3LError(
-            f"{where}: {num_labels} labels at {label_rate:g} Hz last {label_s:.2f} s but the audio lasts "
-            f"{audio_s:.2f} s (wrong label rate or a label file from another manifest?)"
-        )
-
-
 def align_labels(
     feats: torch.Tensor,
     frame_lengths: torch.Tensor,
