@@ -22,9 +22,9 @@ import numpy as np
 from rich.table import Table
 
 from s3l.analysis.align import JointCounter, RateAlignment, align_pair
+from s3l.analysis.inputs import CHUNK_SECONDS, AnalyzeConfig, load_eval_split
 from s3l.analysis.metrics import unit_quality
 from s3l.analysis.plots import plot_code_usage, plot_phone_given_unit
-from s3l.analysis.sweep import CHUNK_SECONDS, load_eval_split
 from s3l.cluster.features import LayerExtractor, iter_features
 from s3l.console import console
 from s3l.errors import S3LError
@@ -33,8 +33,6 @@ from s3l.progress import progress
 
 if TYPE_CHECKING:
     import torch
-
-    from s3l.analysis.run import AnalyzeConfig
 
 
 class CodeExtractor(LayerExtractor):

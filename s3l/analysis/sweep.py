@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.table import Table
 
-from s3l.analysis.align import JointCounter, RateAlignment, align_pair, read_phone_lines
+from s3l.analysis.align import JointCounter, RateAlignment, align_pair
+from s3l.analysis.inputs import CHUNK_SECONDS, AnalyzeConfig, load_eval_split
 from s3l.analysis.metrics import mean_run_length, unit_quality
 from s3l.analysis.plots import plot_layer_sweep
 from s3l.audio import SAMPLE_RATE
@@ -32,11 +33,7 @@ from s3l.progress import progress
 if TYPE_CHECKING:
     import torch
 
-    from s3l.analysis.run import AnalyzeConfig
     from s3l.cluster.store import FeatureStore
-
-CHUNK_SECONDS = 100.0  # longer utterances are encoded in aligned chunks (cluster.features.LayerExtractor)
-
 
 def layer_sweep(cfg: AnalyzeConfig) -> dict[str, Any]:
     """Fit k-means per layer and K, score against the phones of ``cfg.split``; write layers.json/.png."""
@@ -80,21 +77,6 @@ def layer_sweep(cfg: AnalyzeConfig) -> dict[str, Any]:
     atomic_write_text(cfg.out / "layers.json", json.dumps(result, indent=2) + "\n")
     print_sweep(rows, title=f"{cfg.checkpoint} layers on {cfg.split} (k-means fit on {fit_split})")
     return result
-
-
-# ------------------------------------------------------------------------------------------ inputs
-
-
-def load_eval_split(data: Path, split: str, phones: Path | None) -> tuple[Manifest, list[list[str]]]:
-    """The split's manifest and phone lines (``DATA/SPLIT.phn`` unless ``phones`` is given)."""
-    if phones is None:
-        s = load_split(data, split, ("phn",))  # also checks num_samples // 160 frames per line
-        return s.manifest, [line.split() for line in s.labels["phn"]]
-    manifest = load_split(data, split).manifest
-    lines = read_phone_lines(phones)
-    if len(lines) != len(manifest):
-        raise S3LError(f"{phones} has {len(lines)} lines but {manifest.source} lists {len(manifest)} utterances")
-    return manifest, lines
 
 
 def sample_utterances(n: int, pct: float, seed: int) -> list[int]:

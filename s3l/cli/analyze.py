@@ -56,7 +56,7 @@ def analyze_units(
     force: bool = typer.Option(False, "--force", help="Overwrite existing report files."),
 ) -> None:
     """Unit quality against frame-level phones: PNMI, phone purity, cluster purity, heat map, layer sweep."""
-    from s3l.analysis.run import AnalyzeConfig
+    from s3l.analysis.inputs import AnalyzeConfig
     from s3l.analysis.run import analyze_units as run
 
     try:
