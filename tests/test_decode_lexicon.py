@@ -45,7 +45,7 @@ def from_path(symbols: str) -> np.ndarray:
 
 
 def lexicon_decoder(arpa: Path, **options):
-    return make_decoder("lexicon", VOCAB, SearchOptions(beam=20, word_score=0.0, **options), lm=arpa)
+    return make_decoder("lexicon", VOCAB, SearchOptions(**{"beam": 20, "word_score": 0.0, **options}), lm=arpa)
 
 
 # --------------------------------------------------------------------------------------- the lexicon decoder
@@ -89,6 +89,43 @@ def test_unknown_words_with_a_finite_unk_score_are_spelled_from_the_path(arpa: P
     assert "DO" not in lexicon_decoder(arpa).decode(em).words
     h = lexicon_decoder(arpa, unk_score=-0.5, lm_weight=0.0).decode(em)  # fewer unknown words win
     assert h.words == ("THE", "DO", "SAT") and h.spans[1] == (8, 10)
+
+
+def test_max_look_ahead_can_prune_the_word_the_context_predicts(arpa: Path):
+    # The C of CAT (after A) is heard as T: p(T) 0.6, p(C) 0.3. With max smearing the T... prefix carries THE's
+    # unigram (the most frequent word) as look-ahead and, in a beam of 2, pushes out the C... hypotheses before
+    # CAT ends and the trigram "A CAT" pays for it; without look-ahead both survive until the word is scored.
+    em = emission("A CAT SAT ON A MAT", {2: {"T": 0.6, "C": 0.3}})
+    by = {m: lexicon_decoder(arpa, beam=2, lm_weight=2.0, smearing=m) for m in ("max", "none")}
+    assert by["none"].decode(em).text == "A CAT SAT ON A MAT"
+    assert by["max"].decode(em).text == "A THE ON A MAT"
+    assert by["none"].describe()["smearing"] == "none" and by["max"].describe()["smearing"] == "max"
+    assert lexicon_decoder(arpa).describe()["smearing"] == "max"  # fairseq's W2lKenLMDecoder
+
+
+def test_log_add_scores_the_sum_over_ctc_paths(arpa: Path):
+    # No LM weight: the acoustics decide. The C of CAT is spread over three frames (p 0.3 each, blank 0.1 / 0.6 /
+    # 0.6), an H is sharp on the first (p 0.5). H's best path beats every single C path; the C paths together
+    # (C then blanks, CC, CCC, blank then C, ...) outweigh H's.
+    spread = [{"C": 0.3, "H": 0.5, "<blank>": 0.1}, {"C": 0.3, "<blank>": 0.6}, {"C": 0.3, "<blank>": 0.6}]
+    rows = []
+    for word in ("THE", "CAT", "HAD", "A", "HAT"):
+        for j, c in enumerate(word):
+            rows += spread if (word, j) == ("CAT", 0) else [{c: 0.9}]
+            rows.append({"<blank>": 0.9})
+        rows += [{"|": 0.9}, {"<blank>": 0.9}]
+    em = np.log(np.stack([_distribution(r) for r in rows])).astype(np.float32)
+    best_path = lexicon_decoder(arpa, lm_weight=0.0)
+    summed = lexicon_decoder(arpa, lm_weight=0.0, log_add=True)
+    assert best_path.decode(em).text == "THE HAT HAD A HAT" and not best_path.describe()["log_add"]
+    assert summed.decode(em).text == "THE CAT HAD A HAT" and summed.describe()["log_add"]
+
+
+def _distribution(probs: dict[str, float]) -> np.ndarray:
+    row = np.full(len(VOCAB), (1.0 - sum(probs.values())) / (len(VOCAB) - len(probs)))
+    for sym, p in probs.items():
+        row[VOCAB.index(sym)] = p
+    return row
 
 
 def test_read_lexicon_and_spell_words(tmp_path: Path):
@@ -140,6 +177,9 @@ def test_decoder_option_errors_are_one_line(arpa: Path, tmp_path: Path, capsys: 
         (["--lm", arpa, "--sil-score", "1"] + ["--decoder", "beam"], "--sil-score applies to --decoder lexicon"),
         (["--lm", arpa, "--token-min-logp", "-3"], "--token-min-logp applies to --decoder beam only, not lexicon"),
         (["--lm", arpa, "--decoder", "lexicon", "--unk-score", "inf"], "'--unk-score'"),
+        (["--lm", arpa, "--smearing", "min"], "--smearing must be one of max, logadd, none, got 'min'"),
+        (["--lm", arpa, "--decoder", "beam", "--smearing", "none"], "--smearing applies to --decoder lexicon only"),
+        (["--lm", arpa, "--decoder", "beam", "--log-add"], "--log-add applies to --decoder lexicon only, not beam"),
     ]
     for extra, message in cases:
         status, err = run(capsys, [*base, *extra])

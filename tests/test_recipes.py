@@ -352,6 +352,7 @@ def test_synthetic_recipe_quick(tmp_path: Path) -> None:
     assert len(r["probe"]["hubert1"]["layers"]) == 5  # transformer input and tiny's 4 blocks
     lm = json.loads((exp / "decode" / "scratch" / "lm" / "test.json").read_text())
     assert (lm["decoder"], lm["beam"]) == ("lexicon", 50)  # the papers' decoder at beam 50
+    assert (lm["smearing"], lm["log_add"]) == ("none", True)  # the demo's measured choice (run.sh)
     assert "| claim | this run | margin | holds | target | target met |" in proc.stdout
     again = bash(RECIPES / "synthetic" / "run.sh", "--quick", "--exp", str(exp), cwd=tmp_path)
     assert again.stderr.count("done before, skipped") == 17

@@ -9,9 +9,13 @@ Not a test. Builds what it needs in ``--work`` (default: a temporary directory):
    about 14 letters/s, peaky CTC posteriors, and 15 % of letters where the model prefers a wrong letter.
    Or real ones: ``--emissions DIR --data DIR --lm ARPA`` (e.g. a demo model's ``decode/MODEL/lm`` directory);
 3. ``s3l decode --emissions`` (the real command, through the shared launcher) with ``--decoder greedy``, ``beam``
-   (pyctcdecode) and ``lexicon`` (flashlight-text), beam 50, each at ``--nproc`` 1 and 2; WER and search RTF come
-   from ``test.json``. Both LM decoders get the same effective LM weight: ``--lm-weight`` is on log10 (lexicon),
-   and ``--lm-weight / ln 10`` is passed to beam, whose weight multiplies the natural log;
+   (pyctcdecode), ``lexicon`` (flashlight-text, fairseq's settings: max unigram look-ahead, best path) and
+   ``lexicon-none`` (no look-ahead, ``--log-add``: the demo's), beam 50, each at ``--nproc`` 1 and 2; WER and
+   search RTF come from ``test.json``. All LM decoders get the same effective LM weight: ``--lm-weight`` is on
+   log10 (lexicon), and ``--lm-weight / ln 10`` is passed to beam, whose weight multiplies the natural log. With
+   ``--tune-split dev`` (real emissions whose directory also holds ``dev.emissions.npz``, as the demo's
+   ``decode/MODEL/lm``) each LM decoder instead tunes its own weights there (``--tune``, ``--tune-trials``), the
+   fair comparison when their best weights differ;
 4. bounded cost: both beam decoders on "hard" emissions of the same lengths (blank 0.4, the rest spread almost
    evenly over the letters, like a barely trained model), at 1 process; the ratio of their RTF to the first set's.
 
@@ -150,6 +154,7 @@ def save_hard(work: Path, prep: dict, seed: int) -> Path:
 
 
 def run_s3l(work: Path, prep: dict, name: str, emissions: Path, extra: list[str], nproc: int) -> dict:
+    """One ``s3l decode`` run; ``name`` keys the output directory and the result."""
     out = work / "out" / name
     cmd = [sys.executable, "-m", "s3l", "decode", "--data", str(prep["data"]), "--split", prep["split"],
            "--out", str(out), "--emissions", str(emissions), "--nproc", str(nproc), "--force", *extra]
@@ -157,11 +162,12 @@ def run_s3l(work: Path, prep: dict, name: str, emissions: Path, extra: list[str]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     summary = json.loads((out / f"{prep['split']}.json").read_text())
-    return {"decoder": summary["decoder"], "nproc": nproc, "wer": summary.get("wer"),
+    return {"name": name.rsplit("_", 1)[0], "decoder": summary["decoder"], "nproc": nproc, "wer": summary.get("wer"),
             "rtf_search": summary["rtf"]["search"], "search_seconds": summary["search_seconds"],
             "command_seconds": wall, "settings": {k: summary.get(k) for k in (
                 "lm_weight", "word_score", "beam", "beam_threshold", "beam_size_token", "token_min_logp",
-                "unk_score", "sil_score", "lexicon_words", "lexicon_skipped")}}
+                "unk_score", "sil_score", "smearing", "log_add", "lexicon_words", "lexicon_skipped")},
+            "tune_seconds": summary.get("tune_seconds")}
 
 
 def _cpu_name() -> str:
@@ -184,6 +190,8 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=50)
     ap.add_argument("--lm-weight", type=float, default=2.0, help="LM weight on log10 p (beam gets this / ln 10).")
     ap.add_argument("--word-score", type=float, default=-1.0)
+    ap.add_argument("--tune-split", default=None, help="With --emissions: tune each LM decoder on this split.")
+    ap.add_argument("--tune-trials", type=int, default=32)
     ap.add_argument("--nproc", default="1,2", help="Comma-separated process counts.")
     ap.add_argument("--work", type=Path, default=None, help="Working directory (default: a temporary one).")
     ap.add_argument("--seed", type=int, default=0)
@@ -196,20 +204,28 @@ def main() -> None:
     em = prep["em"]
     audio = sum(em.num_samples) / 16000
     hard = save_hard(work, prep, args.seed)
-    weights = {"beam": args.lm_weight / math.log(10), "lexicon": args.lm_weight}
+    if args.tune_split and args.emissions is None:
+        ap.error("--tune-split needs --emissions (real emissions with a tuning split beside them)")
+    lm_decoders = {"beam": ("beam", args.lm_weight / math.log(10), []), "lexicon": ("lexicon", args.lm_weight, []),
+                   "lexicon-none": ("lexicon", args.lm_weight, ["--smearing", "none", "--log-add"])}
     decoders: dict[str, list[str]] = {"greedy": ["--decoder", "greedy"]}
-    for d, w in weights.items():
-        decoders[d] = ["--decoder", d, "--lm", str(prep["lm"]), "--beam", str(args.beam), "--lm-weight", f"{w:.6g}",
-                       "--word-score", str(args.word_score)]
+    for name, (d, w, more) in lm_decoders.items():
+        decoders[name] = ["--decoder", d, "--lm", str(prep["lm"]), "--beam", str(args.beam), *more]
+        if args.tune_split:
+            decoders[name] += ["--tune", "--tune-split", args.tune_split, "--tune-trials", str(args.tune_trials)]
+        else:
+            decoders[name] += ["--lm-weight", f"{w:.6g}", "--word-score", str(args.word_score)]
     results = []
     for name, extra in decoders.items():
         for n in (int(x) for x in args.nproc.split(",")):
             results.append(run_s3l(work, prep, f"{name}_nproc{n}", prep["emissions"], extra, n))
             print(f"{name} nproc {n}: RTF {results[-1]['rtf_search']:.4f}", flush=True)
     bounded = []
-    for name in weights:
-        r = run_s3l(work, prep, f"{name}_hard", hard, decoders[name], 1)
-        easy = next(x for x in results if x["decoder"] == name and x["nproc"] == 1)
+    for name, (d, _, more) in lm_decoders.items():
+        easy = next(x for x in results if x["name"] == name and x["nproc"] == 1)
+        fixed = ["--decoder", d, "--lm", str(prep["lm"]), "--beam", str(args.beam), *more, "--lm-weight",
+                 f"{easy['settings']['lm_weight']:.6g}", "--word-score", f"{easy['settings']['word_score']:.6g}"]
+        r = run_s3l(work, prep, f"{name}_hard", hard, fixed, 1)
         bounded.append({"decoder": name, "rtf": easy["rtf_search"], "rtf_hard": r["rtf_search"],
                         "ratio": r["rtf_search"] / easy["rtf_search"]})
         print(f"{name} on hard emissions: RTF {r['rtf_search']:.4f}", flush=True)
@@ -217,22 +233,32 @@ def main() -> None:
     load = os.getloadavg()
     machine = f"{_cpu_name()}, {os.cpu_count()} CPU(s) visible, load average {load[0]:.1f} at the end"
     report = {"machine": machine, "source": prep["source"], "audio_seconds": audio, "utterances": len(em),
-              "beam": args.beam, "lm_weight_log10": args.lm_weight, "word_score": args.word_score,
+              "beam": args.beam, "tune_split": args.tune_split,
+              "tune_trials": args.tune_trials if args.tune_split else None,
+              "lm_weight_log10": None if args.tune_split else args.lm_weight,
+              "word_score": None if args.tune_split else args.word_score,
               "results": results, "bounded_cost": bounded,
               **{k: prep[k] for k in ("lm_seconds", "lm_ngrams", "lm_tokens") if k in prep}}
     (work / "bench_decode.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{len(em)} utterances, {audio / 60:.1f} min of audio ({prep['source']}); {machine}")
     if "lm_ngrams" in prep:
         print(f"4-gram LM: {prep['lm_ngrams']} n-grams from {prep['lm_tokens']} tokens in {prep['lm_seconds']:.1f} s")
-    print(f"beam {args.beam}, LM weight {args.lm_weight:g} on log10 p (beam: {weights['beam']:.4g} on ln p), "
-          f"word score {args.word_score:g}")
-    print(f"{'decoder':10s} {'nproc':>5s} {'WER %':>7s} {'RTF':>9s} {'command s':>10s}")
+    if args.tune_split:
+        print(f"beam {args.beam}; each LM decoder's LM weight and word score tuned on {args.tune_split} "
+              f"({args.tune_trials} trials)")
+    else:
+        print(f"beam {args.beam}, LM weight {args.lm_weight:g} on log10 p (beam: {args.lm_weight / math.log(10):.4g} "
+              f"on ln p), word score {args.word_score:g}")
+    print(f"{'decoder':13s} {'nproc':>5s} {'WER %':>7s} {'RTF':>9s} {'LM weight':>9s} {'word sc.':>8s} "
+          f"{'command s':>10s}")
     for r in results:
         wer = f"{r['wer']:7.2f}" if r["wer"] is not None else "      -"
-        print(f"{r['decoder']:10s} {r['nproc']:5d} {wer} {r['rtf_search']:9.5f} {r['command_seconds']:10.1f}")
-    print(f"\n{'decoder':10s} {'RTF':>8s} {'RTF hard':>9s} {'ratio':>6s}")
+        lw, ws = r["settings"]["lm_weight"], r["settings"]["word_score"]
+        weights = f"{lw:9.3g} {ws:8.3g}" if lw is not None else f"{'-':>9s} {'-':>8s}"
+        print(f"{r['name']:13s} {r['nproc']:5d} {wer} {r['rtf_search']:9.5f} {weights} {r['command_seconds']:10.1f}")
+    print(f"\n{'decoder':13s} {'RTF':>8s} {'RTF hard':>9s} {'ratio':>6s}")
     for b in bounded:
-        print(f"{b['decoder']:10s} {b['rtf']:8.4f} {b['rtf_hard']:9.4f} {b['ratio']:6.2f}")
+        print(f"{b['decoder']:13s} {b['rtf']:8.4f} {b['rtf_hard']:9.4f} {b['ratio']:6.2f}")
     print(f"results: {work / 'bench_decode.json'}")
 
 

@@ -84,6 +84,15 @@ def decode(
         None, "--sil-score", callback=FINITE, show_default=False,
         help="lexicon: score added per frame of silence (| between words), default 0 (fairseq's --sil-weight)."
     ),
+    smearing: str = typer.Option(
+        None, "--smearing", show_default=False,
+        help="lexicon: LM look-ahead inside a word from the unigrams of the words below it: max (fairseq's, the "
+        "default), logadd or none (no look-ahead; better with a strongly contextual LM, see README)."
+    ),
+    log_add: bool = typer.Option(
+        False, "--log-add", help="lexicon: score a hypothesis by the sum over its CTC paths rather than the best path "
+        "(fairseq's decoder takes the best)."
+    ),
     ctm: bool = typer.Option(
         False, "--ctm", help="Also write HYPDIR/SPLIT.ctm: 'utt-id 1 start duration WORD' per word, in seconds, "
         "from the CTC path of the chosen hypothesis."
@@ -121,7 +130,7 @@ def decode(
             save_emissions=save_emissions, decoder=decoder, lm=lm, unigrams=unigrams, lexicon=lexicon,
             search=SearchOptions(beam=beam, lm_weight=lm_weight, word_score=word_score, beam_threshold=beam_threshold,
                                  beam_size_token=beam_size_token, token_min_logp=token_min_logp, unk_score=unk_score,
-                                 sil_score=sil_score),
+                                 sil_score=sil_score, smearing=smearing, log_add=True if log_add else None),
             ctm=ctm,
             tune=tune, tune_split=tune_split, tune_trials=tune_trials, lm_weight_range=(0.0, lm_weight_max),
             word_score_range=(-word_score_max, word_score_max), max_tokens=max_tokens, batch_size=batch_size,

@@ -62,8 +62,9 @@ class SearchOptions:
 
     Defaults: LM weight 2 and word score -1 are those of fairseq's wav2vec 2.0 README (``--lm-weight 2
     --word-score -1 --sil-weight 0``); beam threshold 25, no unknown words and silence score 0 are fairseq's
-    ``examples/speech_recognition/infer.py`` defaults for its wav2letter decoder. The papers tune with beam 500 for
-    the 4-gram and test with 1,500 (wav2vec 2.0 §4.4); 50 keeps CPU decoding and tuning affordable.
+    ``examples/speech_recognition/infer.py`` defaults for its wav2letter decoder; max smearing of the unigram
+    look-ahead and the best path per hypothesis (``log_add`` off) are its ``W2lKenLMDecoder``'s. The papers tune with
+    beam 500 for the 4-gram and test with 1,500 (wav2vec 2.0 §4.4); 50 keeps CPU decoding and tuning affordable.
     """
 
     beam: int = 50  # hypotheses kept after each frame
@@ -74,11 +75,13 @@ class SearchOptions:
     token_min_logp: float | None = None  # beam: skip symbols below this log-probability unless a frame's best (-5)
     unk_score: float | None = None  # per unknown word: lexicon -inf (never), beam -10 (log10 units, before weight)
     sil_score: float | None = None  # lexicon: added per frame of silence (| between words), 0
+    smearing: str | None = None  # lexicon: LM look-ahead inside a word, max | logadd | none (of its unigrams), max
+    log_add: bool | None = None  # lexicon: a hypothesis scores the sum over its CTC paths, not the best one; False
 
     def resolved(self, decoder: str) -> SearchOptions:
         """These options with every ``None`` replaced by ``decoder``'s default; refuses options it does not use."""
         own = _DEFAULTS[decoder]
-        for name in ("token_min_logp", "sil_score"):
+        for name in ("token_min_logp", "sil_score", "smearing", "log_add"):
             if getattr(self, name) is not None and name not in own:
                 flag = "--" + name.replace("_", "-")
                 raise S3LError(f"{flag} applies to --decoder {_owner(name)} only, not {decoder}")
@@ -98,11 +101,14 @@ class SearchOptions:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise S3LError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if self.smearing is not None and self.smearing not in SMEARING:
+            raise S3LError(f"--smearing must be one of {', '.join(SMEARING)}, got {self.smearing!r}")
         if self.unk_score is not None and (math.isnan(self.unk_score) or self.unk_score == math.inf):
             raise S3LError(f"--unk-score must be a number or -inf, got {self.unk_score}")
 
 
-_OPTIONAL = ("beam_threshold", "beam_size_token", "token_min_logp", "unk_score", "sil_score")
+_OPTIONAL = ("beam_threshold", "beam_size_token", "token_min_logp", "unk_score", "sil_score", "smearing", "log_add")
+SMEARING = ("max", "logadd", "none")
 # beam: pyctcdecode's own defaults (beam_prune_logp -10, token_min_logp -5, unk_score_offset -10), plus at most 8
 # symbols per frame: on blank-heavy, otherwise flat posteriors every symbol passes -5 and beam 50 ran 4x slower
 # than on peaky ones of the same length (recipes/benchmarks/bench_decode.py: RTF 0.142 vs 0.034; with 8 symbols
@@ -112,7 +118,8 @@ _OPTIONAL = ("beam_threshold", "beam_size_token", "token_min_logp", "unk_score",
 _DEFAULTS: dict[str, dict] = {
     "greedy": {},
     "beam": {"beam_threshold": 10.0, "beam_size_token": 8, "token_min_logp": -5.0, "unk_score": -10.0},
-    "lexicon": {"beam_threshold": 25.0, "beam_size_token": None, "unk_score": -math.inf, "sil_score": 0.0},
+    "lexicon": {"beam_threshold": 25.0, "beam_size_token": None, "unk_score": -math.inf, "sil_score": 0.0,
+                "smearing": "max", "log_add": False},
 }
 
 

@@ -5,6 +5,14 @@ hypotheses grow along a trie of the lexicon's spellings, so every output word is
 adds ``lm_weight * log10 p_LM(word | history) + word_score`` (wav2letter's convention: the LM score in log10, as
 KenLM returns it); ``</s>`` is scored at the end. Staying on ``|`` between words adds ``sil_score`` per frame.
 
+Inside a word the LM is not known yet; each trie node carries a look-ahead score (``smearing``): the best unigram
+log-probability of the words below it (``max``, fairseq's), their log-sum (``logadd``) or nothing (``none``). A
+partial word pays the look-ahead of its node, and the word's LM score replaces it when the word ends. Unigram
+look-ahead misjudges words that the context makes likely; with a strongly contextual LM (the synthetic corpus's)
+``none`` kept the right hypotheses in a beam of 50 where ``max`` pruned them (README "Decoding", CHANGELOG).
+``log_add`` scores a hypothesis by the sum over its CTC paths (as pyctcdecode merges beams) instead of the best
+path (fairseq's).
+
 The lexicon (fairseq / wav2letter format, one spelling per line, a word may have several lines)::
 
     HELLO	H E L L O |
@@ -123,7 +131,7 @@ class LexiconDecoder:
             _, score = self._lm.score(start, w)  # the unigram score, smeared over the trie for look-ahead
             for spelling in word_spellings:
                 self._trie.insert([index[s] for s in spelling], w, score)
-        self._trie.smear(SmearingMode.MAX)
+        self._trie.smear(getattr(SmearingMode, (options.smearing or "max").upper()))
         self.set_weights(options.lm_weight, options.word_score)
 
     def set_weights(self, lm_weight: float, word_score: float) -> None:
@@ -135,7 +143,7 @@ class LexiconDecoder:
         opts = LexiconDecoderOptions(
             beam_size=o.beam, beam_size_token=o.beam_size_token or len(self.vocab),
             beam_threshold=float(o.beam_threshold), lm_weight=self._weights[0], word_score=self._weights[1],
-            unk_score=float(o.unk_score), sil_score=float(o.sil_score), log_add=False,
+            unk_score=float(o.unk_score), sil_score=float(o.sil_score), log_add=bool(o.log_add),
             criterion_type=CriterionType.CTC)
         self._decoder = _Decoder(opts, self._trie, self._lm, self._sil, self._blank, self._unk, [], False)
 
@@ -172,7 +180,8 @@ class LexiconDecoder:
                 "beam": o.beam, "beam_threshold": o.beam_threshold,
                 "beam_size_token": o.beam_size_token or len(self.vocab),
                 "unk_score": o.unk_score if math.isfinite(o.unk_score) else None,  # null: unknown words never
-                "sil_score": o.sil_score, "lexicon": self.lexicon, "lexicon_words": self.words,
+                "sil_score": o.sil_score, "smearing": o.smearing, "log_add": bool(o.log_add),
+                "lexicon": self.lexicon, "lexicon_words": self.words,
                 "lexicon_skipped": self.skipped}
 
     def close(self) -> None:
