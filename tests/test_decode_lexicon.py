@@ -98,7 +98,9 @@ def test_max_look_ahead_can_prune_the_word_the_context_predicts(arpa: Path):
     em = emission("A CAT SAT ON A MAT", {2: {"T": 0.6, "C": 0.3}})
     by = {m: lexicon_decoder(arpa, beam=2, lm_weight=2.0, smearing=m) for m in ("max", "none")}
     assert by["none"].decode(em).text == "A CAT SAT ON A MAT"
-    assert by["max"].decode(em).text == "A THE ON A MAT"
+    # CAT is pruned; what comes instead varies from process to process ("A THE ON A MAT", "A THE SAT ON A MAT",
+    # "A"): flashlight orders hypotheses of equal score differently from run to run
+    assert "CAT" not in by["max"].decode(em).words
     assert by["none"].describe()["smearing"] == "none" and by["max"].describe()["smearing"] == "max"
     assert lexicon_decoder(arpa).describe()["smearing"] == "max"  # fairseq's W2lKenLMDecoder
 
