@@ -139,17 +139,19 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     from s3l import distributed
     from s3l.manifest import load_split
     from s3l.models import build_pretrain_model
+    from s3l.models.objectives import OBJECTIVES, kind_of_objective
     from s3l.train.log import seed_everything
     from s3l.train.loop import LoopConfig, train
     from s3l.train.optim import LinearSchedule
     from s3l.train.run import check_resume, choose_valid_split, prepare_out, resolve_precision, write_summary
 
-    if cfg.objective not in ("contrastive", "hubert"):
-        raise S3LError(f"--objective must be contrastive or hubert, got {cfg.objective!r}")
-    if cfg.objective == "contrastive" and cfg.labels:
-        raise S3LError("--labels are the targets of --objective hubert; contrastive pre-training needs none")
-    if cfg.objective == "hubert" and not cfg.labels:
-        raise S3LError("--objective hubert needs --labels DIR (unit files from `s3l cluster`)")
+    if cfg.objective not in OBJECTIVES:
+        raise S3LError(f"--objective must be {' or '.join(OBJECTIVES)}, got {cfg.objective!r}")
+    needs_labels = kind_of_objective(cfg.objective).labels
+    if cfg.labels and not needs_labels:
+        raise S3LError(f"--labels are the targets of --objective hubert; {cfg.objective} pre-training needs none")
+    if needs_labels and not cfg.labels:
+        raise S3LError(f"--objective {cfg.objective} needs --labels DIR (unit files from `s3l cluster`)")
     with distributed.process_group(cfg.device) as info:
         train_split = load_split(cfg.data, cfg.train_split)
         valid_name = choose_valid_split(cfg.data, cfg.valid_split, info.is_main)

@@ -181,6 +181,28 @@ def test_best_checkpoint_follows_the_metric(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "a" / "train.jsonl")[-1]["audio_s_per_s"] > 0
 
 
+class HookTask(StandInTask):
+    """Records what the loop's after-update hook sees (what an EMA teacher would average)."""
+
+    def __init__(self, nan_at: set[int] | None = None) -> None:
+        super().__init__(nan_at=nan_at)
+        self.seen: list[tuple[int, torch.Tensor]] = []
+
+    def after_update(self, model: nn.Module, n: int) -> None:
+        self.seen.append((n, model.head.weight.detach().clone()))
+
+
+def test_after_update_hook_sees_every_applied_update(tmp_path: Path) -> None:
+    data = corpus(tmp_path / "data")
+    task = HookTask(nan_at={5})  # the 3rd update attempt is skipped: no call for it
+    model, summary = run(tmp_path / "a", data, task, max_updates=6)
+    assert [n for n, _ in task.seen] == [1, 2, 3, 4, 5, 6] and summary["bad_updates"] == 1
+    torch.manual_seed(0)
+    weights = [StandIn().head.weight.detach(), *(w for _, w in task.seen)]
+    assert all(not torch.equal(a, b) for a, b in zip(weights, weights[1:]))  # called after each step, not before
+    assert torch.equal(weights[-1], model.head.weight.detach())  # the last call saw the final weights
+
+
 def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path: Path) -> None:
     data = corpus(tmp_path / "data")
     # update_freq 2: micro-batch 5 belongs to the 3rd update attempt

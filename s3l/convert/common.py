@@ -145,20 +145,6 @@ def make_config(where: str, **fields: Any) -> ModelConfig:
         raise S3LError(f"{where}: {e}") from None
 
 
-def _factory(kind: str, cfg: ModelConfig, num_classes: list[int] | None, vocab: list[str] | None) -> nn.Module:
-    if kind == "wav2vec2":
-        from s3l.models.wav2vec2 import Wav2Vec2Model
-
-        return Wav2Vec2Model(cfg)
-    if kind == "hubert":
-        from s3l.models.hubert import HubertModel
-
-        return HubertModel(cfg, list(num_classes or []))
-    from s3l.models.ctc import CTCModel
-
-    return CTCModel(cfg, list(vocab or []))
-
-
 def build_model(
     kind: str,
     cfg: ModelConfig,
@@ -176,7 +162,7 @@ def build_model(
     """
     try:
         with torch.device("meta"):
-            model = _factory(kind, cfg, num_classes, vocab)
+            model = _new_model(kind, cfg, num_classes, vocab)
     except S3LError as e:
         raise S3LError(f"{where}: {e}") from None
     expected = model.state_dict().keys()
@@ -188,7 +174,7 @@ def build_model(
     if absent:
         raise S3LError(f"{where}: weight {absent[0]!r} is missing")
     if missing:  # build for real so the heads get their usual initialisation
-        model = _factory(kind, cfg, num_classes, vocab)
+        model = _new_model(kind, cfg, num_classes, vocab)
         parts = sorted({k if k.startswith("backbone.") else k.split(".")[0] for k in missing})
         warnings.warn(f"{where}: the checkpoint has no {', '.join(parts)} weights; they are freshly initialised",
                       stacklevel=3)
@@ -198,3 +184,10 @@ def build_model(
         detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
         raise S3LError(f"{where}: weights do not fit the s3l {kind} model ({detail})") from None
     return model.eval()
+
+
+def _new_model(kind: str, cfg: ModelConfig, num_classes: list[int] | None, vocab: list[str] | None) -> nn.Module:
+    from s3l.models.objectives import KINDS
+    from s3l.models.objectives import build_model as new
+
+    return new(kind, cfg, {"num_classes": num_classes, "vocab": vocab}.get(KINDS[kind].extra or ""))

@@ -54,6 +54,7 @@ from s3l.convert.common import (
 from s3l.convert.safe_pickle import read_torch_file, to_plain
 from s3l.errors import S3LError
 from s3l.manifest import read_dict
+from s3l.models.objectives import kind_of_objective
 
 _BACKBONE: list[Rule] = [
     (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"backbone.feature_extractor.conv_layers.\1.conv.\2"),
@@ -129,7 +130,7 @@ def load_fairseq(path: str | Path, ckpt: Any = None) -> nn.Module:
         return _load_ctc(path, weights, sec)
     objective = "hubert" if "label_embs_concat" in weights or _name(sec) == "hubert" else "contrastive"
     cfg = _model_config(sec, where, objective)
-    kind = "hubert" if objective == "hubert" else "wav2vec2"
+    kind = kind_of_objective(objective).name
     state = rename_keys(weights, _RULES[kind], where, f"fairseq {kind} checkpoint")
     num_classes = None
     if kind == "hubert":

@@ -26,6 +26,7 @@ from s3l.convert.common import (
 )
 from s3l.convert.hf import backbone_rules
 from s3l.errors import S3LError
+from s3l.models.objectives import kind_of_objective
 
 _W2V = backbone_rules("encoder.feature_projection.", "encoder.transformer.")
 _RULES = compile_rules(
@@ -66,7 +67,7 @@ def from_torchaudio(model: nn.Module, vocab: list[str] | None = None, objective:
         kind, vocab_out = "ctc", list(vocab)
         fields["feature_grad_mult"] = 0.0
     else:
-        kind = "hubert" if objective == "hubert" else "wav2vec2"
+        kind = kind_of_objective(objective).name
         fields["objective"] = objective
         fresh += ("final_proj.", "label_embs_concat", "quantizer.", "project_q.")
         num_classes = [1] if kind == "hubert" else None

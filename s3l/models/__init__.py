@@ -2,7 +2,8 @@
 
 One idea per module: ``config`` (ModelConfig + presets), ``feature_encoder``, ``masking``, ``quantizer``,
 ``transformer``, ``backbone`` (shared by every model), ``wav2vec2`` (contrastive objective), ``hubert`` (HuBERT
-objective), ``ctc`` (CTC head), ``io`` (s3l checkpoints).
+objective), ``ctc`` (CTC head), ``objectives`` (the table of model kinds and the one factory), ``io`` (s3l
+checkpoints).
 
 Names are resolved lazily so that ``import s3l.models`` and the config classes do not import torch.
 """
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from s3l.models.hubert import HubertModel
     from s3l.models.io import build_pretrain_model, load_model, save_model
     from s3l.models.masking import compute_mask_indices
+    from s3l.models.objectives import build_model
     from s3l.models.wav2vec2 import Wav2Vec2Model
 
 _EXPORTS = {
@@ -34,6 +36,7 @@ _EXPORTS = {
     "Wav2Vec2Model": "wav2vec2",
     "HubertModel": "hubert",
     "CTCModel": "ctc",
+    "build_model": "objectives",
     "build_pretrain_model": "io",
     "save_model": "io",
     "load_model": "io",
@@ -47,6 +50,7 @@ __all__ = [
     "ModelConfig",
     "PretrainOutput",
     "Wav2Vec2Model",
+    "build_model",
     "build_pretrain_model",
     "compute_mask_indices",
     "encoder_frames",

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from s3l.errors import S3LError
+from s3l.models.objectives import OBJECTIVES
 
-OBJECTIVES = ("contrastive", "hubert")
 EXTRACTOR_MODES = ("group_norm", "layer_norm")
 FRONT_ENDS = ("conv", "log_mel")
 PRESETS = ("tiny", "base", "large", "xlarge")

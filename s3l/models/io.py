@@ -16,21 +16,18 @@ from torch import nn
 from s3l.checkpoint import load_checkpoint, save_checkpoint
 from s3l.errors import S3LError
 from s3l.models.config import ModelConfig
-from s3l.models.ctc import CTCModel
-from s3l.models.hubert import HubertModel
-from s3l.models.wav2vec2 import Wav2Vec2Model
+from s3l.models.objectives import KINDS, build_model, extra_of, kind_of_objective
 
-MODEL_KINDS = ("wav2vec2", "hubert", "ctc")
+MODEL_KINDS = tuple(KINDS)
 _RESERVED = {"kind", "config", "num_classes", "vocab", "format", "format_version"}
 
 
 def build_pretrain_model(cfg: ModelConfig, num_classes: list[int] | None = None) -> nn.Module:
     """The pre-training model for ``cfg.objective``; HuBERT needs ``num_classes`` (K per label set)."""
-    if cfg.objective == "contrastive":
-        return Wav2Vec2Model(cfg)
-    if not num_classes:
+    kind = kind_of_objective(cfg.objective)
+    if kind.extra == "num_classes" and not num_classes:
         raise S3LError("HuBERT pre-training needs the number of units of each label set (dict.km.txt)")
-    return HubertModel(cfg, list(num_classes))
+    return build_model(kind.name, cfg, num_classes)
 
 
 def save_model(path: str | Path, model: nn.Module, **extra_meta: Any) -> None:
@@ -41,11 +38,7 @@ def save_model(path: str | Path, model: nn.Module, **extra_meta: Any) -> None:
     clash = _RESERVED & set(extra_meta)
     if clash:
         raise ValueError(f"metadata keys reserved by save_model: {sorted(clash)}")
-    meta: dict[str, Any] = {"config": model.config.to_dict()}
-    if isinstance(model, HubertModel):
-        meta["num_classes"] = model.num_classes
-    if isinstance(model, CTCModel):
-        meta["vocab"] = model.vocab
+    meta: dict[str, Any] = {"config": model.config.to_dict(), **extra_of(model)}
     save_checkpoint(path, model.state_dict(), kind, **meta, **extra_meta)
 
 
@@ -56,11 +49,8 @@ def model_from_meta(meta: dict[str, Any], where: str = "checkpoint") -> nn.Modul
         raise S3LError(f"{where}: an s3l {kind!r} checkpoint, not a model (expected one of {', '.join(MODEL_KINDS)})")
     try:
         cfg = ModelConfig.from_dict(meta["config"])
-        if kind == "wav2vec2":
-            return Wav2Vec2Model(cfg)
-        if kind == "hubert":
-            return HubertModel(cfg, meta["num_classes"])
-        return CTCModel(cfg, meta["vocab"])
+        extra = KINDS[kind].extra
+        return build_model(kind, cfg, meta[extra] if extra else None)
     except KeyError as e:
         raise S3LError(f"{where}: checkpoint metadata lacks {e}") from None
     except S3LError as e:

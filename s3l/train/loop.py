@@ -57,7 +57,9 @@ class Task(Protocol):
     def save_model(self, path: Path, model: nn.Module, **meta: Any) -> None:
         """Write the model as an s3l safetensors checkpoint (``meta`` holds the update count)."""
 
-    # Optional: ``set_num_updates(n)`` on the task and/or the model is called before every update.
+    # Optional: ``set_num_updates(n)`` on the task and/or the model is called before every update, and
+    # ``after_update(model, n)`` on the task after every update that changed the weights (``n`` counts it), e.g.
+    # to move an EMA teacher towards the student. Skipped updates (non-finite, fp16 overflow) do not call it.
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ def train(model: nn.Module, task: Task, train_data: Data, valid_data: Data | Non
                     overflows += 1
                     continue
                 st.num_updates += 1
+                if hasattr(task, "after_update"):
+                    task.after_update(model, st.num_updates)
                 for logs in step.logs:
                     meter.add(logs)
                 meter.add({"lr": lr, "gnorm": step.gnorm})
