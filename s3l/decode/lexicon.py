@@ -131,7 +131,7 @@ class LexiconDecoder:
             _, score = self._lm.score(start, w)  # the unigram score, smeared over the trie for look-ahead
             for spelling in word_spellings:
                 self._trie.insert([index[s] for s in spelling], w, score)
-        self._trie.smear(getattr(SmearingMode, (options.smearing or "max").upper()))
+        self._trie.smear(getattr(SmearingMode, options.smearing.upper()))  # options resolved (make_decoder)
         self.set_weights(options.lm_weight, options.word_score)
 
     def set_weights(self, lm_weight: float, word_score: float) -> None:
